@@ -1,0 +1,67 @@
+# The course's commands. On a fresh clone, `make book` and `make test` are all a person types:
+# each creates .venv on first use and installs the tested pins.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+MATHJAX := build/mathjax/mathjax
+LAB ?=
+# nbgrader runs alembic as a subprocess: the venv's bin must be on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
+export PYTHONUNBUFFERED := 1
+
+.PHONY: help setup book book-fast release lab grade test test-fast gpu-reports browser-deps clean
+
+help:  ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+setup: $(STAMP) $(MATHJAX)/es5/tex-mml-chtml.js  ## create .venv with the tested pins (once)
+
+$(STAMP): pyproject.toml requirements/pins.txt requirements/constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -r requirements/pins.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	@# rfc3987-syntax is an optional import of jsonschema that costs ~2.6 s at every start of
+	@# nbformat, papermill, nbgrader and the book build (see README, "Why is set-up slow?").
+	-$(BIN)/python -m pip uninstall --quiet -y rfc3987-syntax
+	touch $@
+
+# MathJax 3 served with the book, so that equations are typeset without internet.
+$(MATHJAX)/es5/tex-mml-chtml.js:
+	rm -rf build/npm && mkdir -p build/npm $(MATHJAX)
+	cd build/npm && npm install --silent --no-audit --no-fund mathjax@3.2.2
+	cp -r build/npm/node_modules/mathjax/es5 $(MATHJAX)/
+
+book: setup release  ## build the book (fails on any cell error or Sphinx warning) and the released labs
+	$(BIN)/jupyter-book build --all -W -n --keep-going .
+	@echo "book: open _build/html/index.html"
+
+release: $(STAMP)  ## regenerate labs/ from solutions/ with nbgrader
+	$(BIN)/python -m attnlab.course.release
+
+lab: setup  ## open the student labs in JupyterLab
+	$(BIN)/jupyter lab --notebook-dir=labs $(if $(filter 0,$(shell id -u)),--allow-root)
+
+grade: $(STAMP)  ## autograde submitted/*/LAB in per-student sandboxes; export grades (LAB=lab03_transformer)
+	@test -n "$(LAB)" || { echo "usage: make grade LAB=lab03_transformer"; exit 2; }
+	$(BIN)/python -m attnlab.course.grade $(LAB)
+
+browser-deps:  ## install Debian's Chromium for the browser test (needs root)
+	@command -v chromium >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "browser-deps: install Chromium (Debian: sudo apt-get install chromium)"; exit 1; fi; }
+
+test: setup browser-deps  ## pass every test: unit, labs, grading, the book in a browser
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15
+
+test-fast: $(STAMP)  ## unit tests of attnlab only (seconds)
+	$(BIN)/python -m pytest -m "not slow and not browser" -q
+
+gpu-reports: $(STAMP)  ## on a CUDA machine: run every solution in the full profile, write reports/gpu/<lab>.json
+	$(BIN)/python -m attnlab.course.gpu_reports
+
+clean:  ## remove build outputs (keeps .venv)
+	rm -rf _build build/npm

@@ -1,0 +1,221 @@
+"""Device choice, seeding, profiles and a plain training loop.
+
+Every notebook of the course (book chapters and labs) that trains something reads its budget from
+one place, :func:`resolve_profile`:
+
+==========  ==========================================  =============================================
+profile     where                                       budget
+==========  ==========================================  =============================================
+``smoke``   CI, autograding, ``make test``              the whole notebook well under a minute on 2 cores
+``cpu``     a student's laptop (default without a GPU)  minutes; enough to see the idea work
+``full``    a CUDA GPU (default with one)               reproduces the numbers the book quotes
+==========  ==========================================  =============================================
+
+Resolution order: ``ATTNLAB_FORCE_PROFILE`` (set by the grader, so that a submission can never make
+grading train a full model), else the notebook's explicit ``profile`` parameter, else the
+``ATTNLAB_PROFILE`` environment variable, else ``"full"`` when CUDA is available and ``"cpu"``
+otherwise.
+
+Nothing here runs on import: seeding is an explicit call (:func:`seed_everything`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, TypeVar
+
+import numpy as np
+import torch
+
+__all__ = [
+    "PROFILES",
+    "resolve_profile",
+    "by_profile",
+    "get_device",
+    "seed_everything",
+    "progress",
+    "History",
+    "train",
+    "record_metric",
+]
+
+PROFILES = ("smoke", "cpu", "full")
+T = TypeVar("T")
+
+
+def resolve_profile(profile: str | None = None) -> str:
+    """Return the profile a notebook runs in: ``"smoke"``, ``"cpu"`` or ``"full"``.
+
+    Args:
+        profile: the notebook's ``profile`` parameter; ``None`` means "decide for me".
+
+    Raises:
+        ValueError: if a profile name (from the argument or the environment) is not one of
+            :data:`PROFILES`; the message lists the valid names.
+    """
+    forced = os.environ.get("ATTNLAB_FORCE_PROFILE")
+    for source, value in (
+        ("ATTNLAB_FORCE_PROFILE", forced),
+        ("the notebook's profile parameter", profile),
+        ("ATTNLAB_PROFILE", os.environ.get("ATTNLAB_PROFILE")),
+    ):
+        if value:
+            if value not in PROFILES:
+                raise ValueError(f"unknown profile {value!r} from {source}; expected one of {PROFILES}")
+            return value
+    return "full" if torch.cuda.is_available() else "cpu"
+
+
+def by_profile(profile: str, *, smoke: T, cpu: T, full: T) -> T:
+    """Pick the budget of ``profile``: ``by_profile(p, smoke=50, cpu=2_000, full=20_000)``."""
+    budgets = {"smoke": smoke, "cpu": cpu, "full": full}
+    if profile not in budgets:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {PROFILES}")
+    return budgets[profile]
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """The device to train on: ``prefer`` if given, else CUDA when available, else the CPU."""
+    if prefer is not None:
+        return torch.device(prefer)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python's, NumPy's and PyTorch's global generators; return a fresh seeded CPU generator.
+
+    Prefer passing the returned generator (or one made from ``seed``) to data generators: results
+    then do not depend on how many random numbers other code drew before.
+    """
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def progress(iterable: Iterable[T], *, total: int | None = None, desc: str | None = None) -> Iterator[T]:
+    """Wrap ``iterable`` in a tqdm progress bar.
+
+    ``ATTNLAB_PROGRESS`` chooses the style: ``auto`` (default: a widget in JupyterLab, text in a
+    terminal), ``text`` (plain text; the book build uses it, so that pages need no widget
+    JavaScript) or ``off``.
+    """
+    style = os.environ.get("ATTNLAB_PROGRESS", "auto")
+    if style == "off":
+        return iter(iterable)
+    if style == "text":
+        from tqdm.std import tqdm
+        return iter(tqdm(iterable, total=total, desc=desc, ascii=True, mininterval=1.0))
+    from tqdm.auto import tqdm
+    return iter(tqdm(iterable, total=total, desc=desc))
+
+
+@dataclass
+class History:
+    """What :func:`train` measured: one entry per step, plus evaluations every ``eval_every`` steps."""
+
+    step: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    eval_step: list[int] = field(default_factory=list)
+    eval: list[dict[str, float]] = field(default_factory=list)
+
+    def last(self, key: str) -> float:
+        """The latest evaluation value of ``key`` (e.g. ``history.last("accuracy")``)."""
+        if not self.eval:
+            raise ValueError("no evaluation was recorded; pass evaluate= and eval_every= to train()")
+        return self.eval[-1][key]
+
+
+def _forever(make_batches: Callable[[], Iterable[Any]]) -> Iterator[Any]:
+    while True:
+        yield from make_batches()
+
+
+def train(
+    model: torch.nn.Module,
+    batches: Callable[[], Iterable[Any]],
+    loss_fn: Callable[[torch.nn.Module, Any], torch.Tensor],
+    *,
+    steps: int,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    optimizer: torch.optim.Optimizer | None = None,
+    warmup: int = 0,
+    clip_grad: float | None = 1.0,
+    evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
+    eval_every: int = 0,
+    desc: str = "train",
+) -> History:
+    """A plain training loop: AdamW, optional linear warm-up then cosine decay, a progress bar.
+
+    Args:
+        model: the module to train; it is put in ``train()`` mode for steps and ``eval()`` mode
+            (under ``torch.no_grad``) for evaluations.
+        batches: a function returning an iterable of batches (called again when one runs out),
+            e.g. ``lambda: loader``.
+        loss_fn: ``loss_fn(model, batch) -> scalar tensor``; it moves the batch to the device.
+        steps: number of optimisation steps.
+        evaluate: optional ``evaluate(model) -> {"accuracy": ...}``, run every ``eval_every``
+            steps and after the last step.
+
+    Returns:
+        a :class:`History` with the loss of every step and each evaluation.
+    """
+    if steps <= 0:
+        raise ValueError(f"steps must be positive, got {steps}")
+    opt = optimizer or torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+
+    def lr_factor(step: int) -> float:  # warm-up then cosine to 10 % (a common small-model choice)
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * t))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    history = History()
+    stream = _forever(batches)
+    bar = progress(range(steps), total=steps, desc=desc)
+    for step in bar:
+        model.train()
+        loss = loss_fn(model, next(stream))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad)
+        opt.step()
+        sched.step()
+        history.step.append(step)
+        history.loss.append(float(loss.detach()))
+        if hasattr(bar, "set_postfix") and step % 10 == 0:
+            bar.set_postfix(loss=f"{history.loss[-1]:.3f}")
+        last = step == steps - 1
+        if evaluate is not None and (last or (eval_every and (step + 1) % eval_every == 0)):
+            model.eval()
+            with torch.no_grad():
+                history.eval_step.append(step + 1)
+                history.eval.append({k: float(v) for k, v in evaluate(model).items()})
+    model.eval()
+    return history
+
+
+def record_metric(name: str, value: float) -> float:
+    """Record a metric that the chapter quotes; print it and return it.
+
+    When ``ATTNLAB_METRICS_FILE`` is set (``make gpu-reports`` sets it), the value is also added to
+    that JSON file, which becomes ``reports/gpu/<lab>.json``.
+    """
+    value = float(value)
+    print(f"{name} = {value:.4g}")
+    path = os.environ.get("ATTNLAB_METRICS_FILE")
+    if path:
+        metrics = {}
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                metrics = json.load(f)
+        metrics[name] = value
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(metrics, f, indent=2, sort_keys=True)
+    return value
