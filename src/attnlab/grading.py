@@ -32,6 +32,7 @@ __all__ = [
     "check_float",
     "check_raises",
     "check_true",
+    "check_own_work",
 ]
 
 # Trusted copies, taken at import time (before student code runs in a lab).
@@ -168,3 +169,57 @@ def check_true(condition: Any, message: str) -> None:
         raise AssertionError(f"{message} (the check got a {_type(condition).__qualname__}, not a bool)")
     if not condition:
         raise AssertionError(message)
+
+
+def _referenced_objects(fn: Any) -> list[Any]:
+    """The objects a function's code (and its nested functions') reaches through global names.
+
+    The bytecode is read: a global name and the attribute chain that follows it
+    (``F.scaled_dot_product_attention``, ``torch.nn.MultiheadAttention``) are resolved, so a call
+    of a forbidden function is found however it is spelled, and nothing else is.
+    """
+    import builtins
+    import dis
+
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return []
+    g = getattr(fn, "__globals__", {})
+    found, stack = [], [code]
+    while stack:
+        c = stack.pop()
+        stack.extend(const for const in c.co_consts if _type(const) is _type(code))
+        current = None
+        for ins in dis.get_instructions(c):
+            if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+                current = g.get(ins.argval, getattr(builtins, ins.argval, None))
+            elif ins.opname in ("LOAD_ATTR", "LOAD_METHOD") and current is not None:
+                current = getattr(current, ins.argval, None)
+            else:
+                current = None
+                continue
+            if current is not None:
+                found.append(current)
+    return found
+
+
+def check_own_work(fn: Any, forbidden: Sequence[Any], name: str = "your function") -> None:
+    """Require that ``fn`` does not call the reference it is graded against.
+
+    ``forbidden`` lists objects (functions, classes, modules) the exercise asks the student to
+    write themselves, e.g. ``[attnlab.attention, F.scaled_dot_product_attention]``. Methods of a
+    class are checked too.
+    """
+    targets = [fn]
+    if _isinstance(fn, type):
+        targets = [v for v in vars(fn).values() if callable(v)]
+    for target in targets:
+        for obj in _referenced_objects(target):
+            for bad in forbidden:
+                mod = getattr(obj, "__module__", None) or getattr(obj, "__name__", None)
+                bad_mod = getattr(bad, "__name__", None) if _type(bad).__name__ == "module" else None
+                if obj is bad or (bad_mod is not None and (obj is bad or mod == bad_mod)):
+                    label = getattr(bad, "__qualname__", None) or getattr(bad, "__name__", repr(bad))
+                    raise AssertionError(
+                        f"{name} calls {label}, which this exercise asks you to write yourself"
+                    )

@@ -1,0 +1,31 @@
+"""Token-sequence tasks for watching attention learn (chapter 3 and lab 3).
+
+``previous_token``: the target at position t is the token at position t - 1. A causal attention
+layer solves it only by learning to look one step back, so its trained weights show a clean
+sub-diagonal: the simplest picture of a head that has learned *where* to look.
+"""
+
+from __future__ import annotations
+
+import torch
+
+__all__ = ["previous_token_batch", "IGNORE"]
+
+IGNORE = -100  # the target of position 0, which has no previous token (cross_entropy's ignore_index)
+
+
+def previous_token_batch(
+    batch_size: int, seq_len: int, vocab_size: int, *, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of the previous-token task.
+
+    Returns:
+        tokens: (B, T) int64 in [0, vocab_size).
+        targets: (B, T) int64; ``targets[:, t] = tokens[:, t-1]``, ``targets[:, 0] = IGNORE``.
+    """
+    if seq_len < 2 or vocab_size < 2:
+        raise ValueError(f"need seq_len >= 2 and vocab_size >= 2, got {seq_len}, {vocab_size}")
+    tokens = torch.randint(vocab_size, (batch_size, seq_len), generator=generator)
+    targets = torch.full_like(tokens, IGNORE)
+    targets[:, 1:] = tokens[:, :-1]
+    return tokens, targets

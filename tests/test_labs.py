@@ -1,0 +1,119 @@
+"""The lab harness: discovered for every ``solutions/lab*/``, so later labs are held too.
+
+1. the released lab is byte-identical to what ``nbgrader generate_assignment`` makes of its solution;
+2. the solution, executed by papermill in the ``smoke`` profile, passes every test cell (its run
+   time is reported at the end of the session);
+3. the lab follows the anatomy of CONTRIBUTING.md (parameters cell, setup, exercises with visible
+   and hidden tests, only notebooks in the solution folder);
+4. every mutant loses points, and every exercise has at least two mutants.
+
+(The untouched student notebook earning zero, and a real class graded through nbgrader's
+gradebook, are proved in ``test_grading_class.py``.)
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from attnlab.course import harness, release
+
+LABS = release.lab_names()
+MUTANTS = [(lab, m) for lab in LABS for m in harness.load_mutants(lab)]
+TIMES = Path(__file__).resolve().parents[1] / "build" / "reports" / "smoke_times.json"
+
+
+def test_there_are_labs():
+    assert "lab03_transformer" in LABS, LABS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", LABS)
+def test_release_is_in_sync_with_solution(lab, tmp_path, root):
+    generated = release.generate(lab, tmp_path)
+    committed = root / "labs" / lab
+    gen_files = sorted(p.relative_to(generated) for p in generated.rglob("*") if p.is_file())
+    com_files = sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file()) if committed.exists() else []
+    assert gen_files == com_files, f"labs/{lab} holds {com_files}, nbgrader makes {gen_files}: run `make release`"
+    for rel in gen_files:
+        new, old = (generated / rel).read_text(encoding="utf-8"), (committed / rel).read_text(encoding="utf-8")
+        if new != old:
+            diff = "".join(list(difflib.unified_diff(old.splitlines(True), new.splitlines(True), "committed", "generated"))[:40])
+            pytest.fail(f"labs/{lab}/{rel} is out of date with solutions/: run `make release`\n{diff}")
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_lab_anatomy(lab, root):
+    folder = root / "solutions" / lab
+    others = [p.name for p in folder.iterdir() if p.suffix != ".ipynb"]
+    assert not others, f"solutions/{lab} may hold only notebooks (nbgrader copies every file to students): {others}"
+    nb = harness.read(harness.solution_path(lab))
+    first = nb.cells[0]
+    assert first.cell_type == "code" and "parameters" in first.metadata.get("tags", []), "the first cell must be tagged 'parameters'"
+    assert "profile" in first.source and "seed" in first.source, "the parameters cell must define profile and seed"
+    exercises = harness.exercises(nb)
+    assert exercises, "a lab needs at least one exercise (a solution cell)"
+    tests = harness.test_cells(nb)
+    for ex in exercises:
+        mine = harness.tests_of(nb, ex)
+        assert mine, f"exercise {ex} has no test cell (ids must start with 'test_{ex}')"
+        sources = [c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") in mine]
+        assert any("### BEGIN HIDDEN TESTS" in s for s in sources), f"exercise {ex} has no hidden tests"
+        assert all(tests[t] > 0 for t in mine), f"every test cell of {ex} must carry points"
+        solution = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == ex)
+        assert "### BEGIN SOLUTION" in solution.source, f"solution cell {ex} has no solution region"
+    orphans = [t for t in tests if not any(t.startswith(f"test_{ex}") for ex in exercises)]
+    assert not orphans, f"test cells that belong to no exercise: {orphans}"
+    ids = [c.metadata.get("nbgrader", {}).get("grade_id") for c in nb.cells if "nbgrader" in c.metadata]
+    assert len(ids) == len(set(ids)), "grade ids must be unique"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab", LABS)
+def test_solution_passes_every_test_cell_in_smoke_profile(lab, tmp_path, root):
+    import papermill as pm
+
+    start = time.perf_counter()
+    out = tmp_path / f"{lab}.ipynb"
+    # papermill raises PapermillExecutionError (with the traceback) if any cell fails
+    pm.execute_notebook(str(harness.solution_path(lab)), str(out), parameters={"profile": "smoke"},
+                        cwd=str(tmp_path), progress_bar=False, kernel_name="python3")
+    seconds = time.perf_counter() - start
+    nb = harness.read(out)
+    scores = harness.cell_scores(nb)
+    assert scores == harness.test_cells(nb), "every test cell of the solution must earn its points"
+    TIMES.parent.mkdir(parents=True, exist_ok=True)
+    times = json.loads(TIMES.read_text()) if TIMES.exists() else {}
+    times[lab] = round(seconds, 1)
+    TIMES.write_text(json.dumps(times, indent=2, sort_keys=True))
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_every_exercise_has_two_mutants(lab):
+    nb = harness.read(harness.solution_path(lab))
+    mutants = harness.load_mutants(lab)
+    for ex in harness.exercises(nb):
+        names = [m.name for m in mutants if m.exercise == ex]
+        assert len(names) >= 2, f"{lab}: exercise {ex} has {len(names)} mutant(s) in tests/mutants/{lab}.py; at least 2 needed"
+    unknown = {m.exercise for m in mutants} - set(harness.exercises(nb))
+    assert not unknown, f"mutants for exercises that do not exist: {unknown}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lab,mutant", MUTANTS, ids=[f"{lab}-{m.exercise}-{m.name}" for lab, m in MUTANTS])
+def test_mutant_loses_points(lab, mutant, tmp_path):
+    nb = harness.read(harness.solution_path(lab))
+    executed, _ = harness.execute(harness.substitute(nb, mutant), cwd=tmp_path)
+    scores = harness.cell_scores(executed)
+    mine = harness.tests_of(nb, mutant.exercise)
+    lost = sum(harness.test_cells(nb)[t] - scores[t] for t in mine)
+    passed = [t for t in mine if scores[t] > 0]
+    assert lost > 0, (f"mutant {mutant.name!r} ({mutant.why}) earned full points on {passed}: "
+                      "the tests of this exercise cannot tell it from a right answer")
+    # cells before the exercise must still pass: the mutant is wrong, not the harness
+    earlier = [t for t in scores if t not in mine and not harness.error_of(executed, t) == ""]
+    assert not earlier, f"tests of other exercises failed too: {[harness.error_of(executed, t) for t in earlier]}"
