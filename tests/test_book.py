@@ -1,0 +1,189 @@
+"""The book: it builds with no warning and no failing cell, and it works in a real browser, offline.
+
+The build is the one `make book` runs (all pages, execution cached in .jupyter_cache). The built
+site is served on localhost and opened in Debian's headless Chromium through Playwright; every
+request to another host is refused, as on a student's offline machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+HTML = ROOT / "_build" / "html"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [pytest.mark.xdist_group("book")]
+
+
+def toc_pages() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+    for part in toc.get("parts", []):
+        pages += [ch["file"] for ch in part.get("chapters", [])]
+    return pages
+
+
+@pytest.fixture(scope="module")
+def built_book():
+    """Build the book as `make book` does; the build must succeed with no warning.
+
+    Authors iterating on the browser tests can set ATTNLAB_TEST_BUILT_BOOK=1 to reuse _build/html.
+    """
+    if os.environ.get("ATTNLAB_TEST_BUILT_BOOK") == "1" and (HTML / "index.html").exists():
+        return HTML
+    env = dict(os.environ, ATTNLAB_PROGRESS="text")
+    env.pop("ATTNLAB_FORCE_PROFILE", None)
+    jb = Path(sys.executable).parent / "jupyter-book"
+    proc = subprocess.run([str(jb), "build", "--all", "-W", "-n", "--keep-going", str(ROOT)],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    log = proc.stdout + proc.stderr
+    warnings = [line for line in log.splitlines() if "WARNING" in line and "Kernel is running over TCP" not in line]
+    assert proc.returncode == 0 and not warnings, "book build failed:\n" + "\n".join(warnings or log.splitlines()[-40:])
+    return HTML
+
+
+@pytest.fixture(scope="module")
+def server(built_book):
+    handler = functools.partial(QuietHandler, directory=str(built_book))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: run `make browser-deps` (Debian package 'chromium')")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
+        yield b
+        b.close()
+
+
+class Visit:
+    """One page load with every console error, failed request and outside request recorded."""
+
+    def __init__(self, browser, base: str):
+        self.base = base
+        self.page = browser.new_page()
+        self.errors: list[str] = []
+        self.outside: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+        self.page.on("requestfailed", lambda r: self.errors.append(f"request failed: {r.url}")
+                     if r.url.startswith(base) else None)
+        self.page.route(re.compile(r"^(?!http://127\.0\.0\.1).*"), self._refuse)
+
+    def _refuse(self, route):
+        if not route.request.url.startswith(("data:", "blob:", "about:")):
+            self.outside.append(route.request.url)
+        route.abort()
+
+    def open(self, path: str):
+        self.page.goto(f"{self.base}/{path}", wait_until="load")
+        self.page.wait_for_timeout(200)
+        return self.page
+
+    def close(self):
+        self.page.close()
+
+
+def _typeset(page) -> None:
+    page.wait_for_function("window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=15000)
+    page.evaluate("MathJax.startup.promise")
+
+
+def test_every_page_loads_offline_with_no_console_error(browser, server):
+    for doc in toc_pages():
+        visit = Visit(browser, server)
+        page = visit.open(f"{doc}.html")
+        if page.locator(".math").count():
+            _typeset(page)
+        assert page.locator("h1").count() >= 1, f"{doc}: no title"
+        assert not visit.errors, f"{doc}: {visit.errors}"
+        assert not visit.outside, f"{doc} asked for outside resources (the book must work offline): {visit.outside}"
+        visit.close()
+
+
+def test_every_figure_is_a_loaded_image(browser, server):
+    total = 0
+    for doc in toc_pages():
+        visit = Visit(browser, server)
+        page = visit.open(f"{doc}.html")
+        images = page.evaluate("""Array.from(document.querySelectorAll('main img')).map(
+            i => ({src: i.getAttribute('src'), ok: i.complete && i.naturalWidth > 0}))""")
+        broken = [i["src"] for i in images if not i["ok"]]
+        assert not broken, f"{doc}: images that did not load: {broken}"
+        total += len(images)
+        visit.close()
+    visit = Visit(browser, server)
+    page = visit.open("book/03_transformer.html")
+    n = page.evaluate("document.querySelectorAll('main img').length")
+    assert n >= 5, f"the attention chapter should show its figures (heat maps, the sqrt(d_k) plots...), found {n}"
+    visit.close()
+    assert total >= n
+
+
+def test_math_is_typeset(browser, server):
+    visit = Visit(browser, server)
+    page = visit.open("book/03_transformer.html")
+    _typeset(page)
+    raw = page.locator(".math").count()
+    typeset = page.locator(".math mjx-container, mjx-container").count()
+    assert raw >= 10, f"expected the chapter's equations, found {raw} math elements"
+    assert typeset >= raw, f"MathJax typeset {typeset} of {raw} math elements"
+    errors = page.locator("mjx-merror").count()
+    assert errors == 0, f"{errors} equations failed to typeset"
+    assert not visit.outside, visit.outside
+    visit.close()
+
+
+def test_sidebar_reaches_the_chapter(browser, server):
+    visit = Visit(browser, server)
+    page = visit.open("book/intro.html")
+    link = page.locator("nav.bd-docs-nav a", has_text="The Transformer")
+    assert link.count() >= 1, "the sidebar has no link to the Transformer chapter"
+    link.first.click()
+    page.wait_for_load_state("load")
+    assert page.url.endswith("book/03_transformer.html"), page.url
+    assert "attention" in page.locator("h1").first.inner_text().lower()
+    visit.close()
+
+
+def test_search_finds_attention(browser, server):
+    visit = Visit(browser, server)
+    page = visit.open("search.html?q=attention")
+    page.wait_for_selector("#search-results ul.search li", timeout=20000)
+    hits = page.locator("#search-results ul.search li a").evaluate_all("els => els.map(e => e.getAttribute('href'))")
+    assert any("03_transformer" in h for h in hits), f"search for 'attention' did not find the chapter: {hits}"
+    assert not visit.errors, visit.errors
+    visit.close()
+
+
+def test_each_chapter_links_its_lab(built_book):
+    page = (built_book / "book" / "03_transformer.html").read_text(encoding="utf-8")
+    hrefs = re.findall(r'href="([^"]*lab03_transformer\.ipynb)"', page)
+    assert hrefs, "the chapter does not link its lab"
+    assert all((built_book / "book" / h).resolve().exists() for h in hrefs), hrefs
