@@ -1,0 +1,85 @@
+"""Run every lab solution in the ``full`` profile on a CUDA machine; write ``reports/gpu/<lab>.json``.
+
+``python -m attnlab.course.gpu_reports [LAB ...] [--allow-cpu]`` (``make gpu-reports``). Each
+solution is executed with papermill (``profile="full"``); the metrics it records with
+``attnlab.training.record_metric`` are collected through ``ATTNLAB_METRICS_FILE``, and the report
+holds them with the device name, the torch version and the run time. Without CUDA the command
+stops, unless ``--allow-cpu`` is given (then the report says so and is written under
+``reports/cpu-full/`` so it is never mistaken for a GPU result).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from .release import ROOT, lab_names
+
+__all__ = ["run_lab", "main"]
+
+
+def _device_name() -> str:
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
+
+
+def run_lab(lab: str, out_dir: Path, *, profile: str = "full", timeout: int = 1800) -> dict:
+    """Execute ``solutions/<lab>`` in ``profile``; return and write its report."""
+    import papermill as pm
+
+    src = ROOT / "solutions" / lab / f"{lab}.ipynb"
+    with tempfile.TemporaryDirectory(prefix=f"attnlab-{lab}-") as tmp:
+        metrics_file = Path(tmp) / "metrics.json"
+        env_before = {k: os.environ.get(k) for k in ("ATTNLAB_METRICS_FILE", "ATTNLAB_PROGRESS")}
+        os.environ["ATTNLAB_METRICS_FILE"] = str(metrics_file)
+        os.environ["ATTNLAB_PROGRESS"] = "text"
+        start = time.perf_counter()
+        try:
+            pm.execute_notebook(str(src), str(Path(tmp) / f"{lab}.ipynb"), parameters={"profile": profile},
+                                cwd=tmp, progress_bar=False, kernel_name="python3", execution_timeout=timeout)
+        finally:
+            for k, v in env_before.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        seconds = time.perf_counter() - start
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+    report = {
+        "lab": lab,
+        "profile": profile,
+        "device": _device_name(),
+        "cuda": torch.cuda.is_available(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "seconds": round(seconds, 1),
+        "metrics": metrics,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{lab}.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("labs", nargs="*", help="lab folder names (default: all)")
+    parser.add_argument("--allow-cpu", action="store_true", help="run without CUDA (report goes to reports/cpu-full/)")
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available() and not args.allow_cpu:
+        sys.exit("gpu-reports: no CUDA device here; the full profile is meant for a GPU (use --allow-cpu to force)")
+    out_dir = ROOT / "reports" / ("gpu" if torch.cuda.is_available() else "cpu-full")
+    for lab in args.labs or lab_names():
+        report = run_lab(lab, out_dir)
+        print(f"{lab}: {report['seconds']} s on {report['device']}: {report['metrics']}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""The machinery of `make gpu-reports`, exercised in the smoke profile on the CPU (CI has no GPU)."""
+
+import json
+
+import pytest
+
+from attnlab.course import gpu_reports
+
+
+@pytest.mark.slow
+def test_report_holds_device_versions_time_and_the_recorded_metrics(tmp_path):
+    report = gpu_reports.run_lab("lab03_transformer", tmp_path, profile="smoke")
+    written = json.loads((tmp_path / "lab03_transformer.json").read_text())
+    assert written == report
+    assert report["profile"] == "smoke" and report["torch"] and report["device"]
+    assert report["seconds"] > 0
+    accuracy = report["metrics"]["previous_token_accuracy"]   # recorded by the notebook's record_metric call
+    assert 0.0 <= accuracy <= 1.0
+
+
+def test_refuses_to_run_without_cuda_unless_asked(monkeypatch):
+    monkeypatch.setattr(gpu_reports.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(SystemExit, match="no CUDA"):
+        gpu_reports.main(["lab03_transformer"])
