@@ -12,14 +12,14 @@ ROOT = Path(__file__).resolve().parents[1]
 # nbgrader runs alembic as a subprocess: the venv's bin must be on PATH.
 os.environ["PATH"] = str(Path(os.sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
 os.environ.setdefault("ATTNLAB_PROGRESS", "off")
-TIMES = ROOT / "build" / "reports" / "smoke_times.json"
+TIMES = ROOT / "build" / "reports" / "smoke_times"  # one <lab>.json per lab (xdist workers write in parallel)
 
 
 def pytest_terminal_summary(terminalreporter):
     """Print the smoke run time of every lab solution measured in this run (see test_labs.py)."""
-    if not TIMES.exists():
+    times = {p.stem: json.loads(p.read_text()) for p in sorted(TIMES.glob("*.json"))}
+    if not times:
         return
-    times = json.loads(TIMES.read_text())
     terminalreporter.section("smoke run time of each lab solution (papermill, 2 cores)")
     for lab, seconds in sorted(times.items()):
         terminalreporter.write_line(f"{lab:32s} {seconds:6.1f} s")
