@@ -1,0 +1,294 @@
+"""Sequence to sequence, with and without attention (chapter 2, "seq2seq" and "Bahdanau attention").
+
+* Sutskever et al. (2014): an encoder LSTM reads the source; its **last** state, the context
+  vector (문맥 벡터), is all the decoder LSTM ever sees of it. As in Cho et al. (2014), our
+  decoder starts from that state *and* reads the same context vector at every step, so that
+  the model with attention differs only in how c_i is made. The decoder is trained with
+  **teacher forcing** (교사 강요: it reads the true previous token) and used **auto-regressively**
+  (자기 회귀: it reads its own previous output) until it writes ``<EOS>``.
+* Bahdanau et al. (2015): at every step i the decoder scores *every* encoder state h_j against
+  its previous state g_{i-1}, turns the scores into weights a_i = softmax(e_i) (the attention
+  vector, 주목 벡터) and reads the context vector c_i = sum_j a_ij h_j, a different one per step.
+  Scores: the dot product ``g^T h_j`` of the notes, or the paper's additive
+  ``v^T tanh(W_q g + W_k h_j)``.
+* The single-query form of the notes, ``c = softmax(q K^T) V`` (q: 1 x d; K, V: n x d), is
+  :func:`qkv_attention`; chapter 3 scales and batches it.
+
+Decoding is written against a ``step`` function, ``step(y_prev (B,), state) -> (logits (B, V),
+state)``, so that :func:`teacher_forcing_loss` and :func:`greedy_decode` work for any decoder (and
+the lab can ask for exactly these two loops). Masks follow ``attnlab.attention``: bool, True =
+may not be attended to (here: the source's padding).
+
+Simplifications with respect to the papers: one layer, a unidirectional encoder (Bahdanau et
+al. used a bidirectional GRU), no reversal of the source (Sutskever et al.), greedy decoding
+instead of beam search, no dropout; in both models the decoder's first state is the encoder's
+last state, and the decoder reads a context vector c_i at every step (fixed without attention).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from attnlab.attention import masked_fill_scores
+from attnlab.data.translation import EOS_ID, PAD_ID, SOS_ID
+
+__all__ = [
+    "dot_score", "additive_score", "attend", "bahdanau_attention", "qkv_attention",
+    "Encoder", "Decoder", "Seq2Seq", "teacher_forcing_loss", "greedy_decode",
+]
+
+Step = Callable[[torch.Tensor, object], tuple[torch.Tensor, object]]
+
+
+# ----------------------------------------------------------------------------- attention maths
+def dot_score(query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """The notes' score e_j = s^T h_j. query: (B, D); keys: (B, S, D). Returns (B, S)."""
+    return (keys @ query.unsqueeze(-1)).squeeze(-1)                       # (B, S, 1) -> (B, S)
+
+
+def additive_score(query: torch.Tensor, keys: torch.Tensor, W_q: torch.Tensor, W_k: torch.Tensor,
+                   v: torch.Tensor) -> torch.Tensor:
+    """Bahdanau's score e_j = v^T tanh(W_q s + W_k h_j).
+
+    Args:
+        query: (B, D_q) the decoder's previous state; keys: (B, S, D_k) the encoder states.
+        W_q: (A, D_q), W_k: (A, D_k), v: (A,) with A the width of the scoring layer.
+
+    Returns:
+        (B, S) scores, one per source position.
+    """
+    hidden = torch.tanh((query @ W_q.T).unsqueeze(1) + keys @ W_k.T)     # (B, 1, A) + (B, S, A) -> (B, S, A)
+    return hidden @ v                                                     # (B, S)
+
+
+def attend(scores: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None = None
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weights a = softmax(e) over the source positions, and the context vector c = sum_j a_j v_j.
+
+    Args:
+        scores: (B, S); values: (B, S, D); mask: (B, S) bool, True = may not be attended to.
+
+    Returns:
+        context (B, D) and weights (B, S) (each row sums to one; zeros for a fully masked row).
+    """
+    weights = torch.softmax(masked_fill_scores(scores, mask), dim=-1)    # (B, S)
+    weights = torch.nan_to_num(weights, nan=0.0)
+    context = (weights.unsqueeze(1) @ values).squeeze(1)                 # (B, 1, S) @ (B, S, D) -> (B, D)
+    return context, weights
+
+
+def bahdanau_attention(query: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                       mask: torch.Tensor | None, W_q: torch.Tensor, W_k: torch.Tensor, v: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One decoder step of Bahdanau attention with the additive score.
+
+    Args:
+        query: (B, D_q) decoder state g_{i-1}; keys: (B, S, D_k); values: (B, S, D_v) (in the
+            paper both are the encoder states h_j); mask: (B, S) bool, True = padding, or None;
+        W_q: (A, D_q), W_k: (A, D_k), v: (A,) the scoring layer.
+
+    Returns:
+        context c_i (B, D_v) and weights a_i (B, S).
+    """
+    return attend(additive_score(query, keys, W_q, W_k, v), values, mask)
+
+
+def qkv_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The notes' query-key-value attention for one query: a = softmax(q K^T), c = a V.
+
+    Args:
+        q: (1, d) the query; K: (n, d) keys; V: (n, d_v) values.
+
+    Returns:
+        c (1, d_v) the context vector and a (1, n) the attention vector.
+    """
+    a = torch.softmax(q @ K.T, dim=-1)                                    # (1, n)
+    return a @ V, a                                                       # (1, d_v)
+
+
+class AdditiveScore(nn.Module):
+    """Holds W_q, W_k and v of :func:`additive_score`."""
+
+    def __init__(self, *, query_size: int, key_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.W_q = nn.Linear(query_size, hidden_size, bias=False)
+        self.W_k = nn.Linear(key_size, hidden_size, bias=False)
+        self.v = nn.Linear(hidden_size, 1, bias=False)
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """query: (B, D_q); keys: (B, S, D_k). Returns (B, S)."""
+        return additive_score(query, keys, self.W_q.weight, self.W_k.weight, self.v.weight[0])
+
+
+# -------------------------------------------------------------------------------------- model
+class Encoder(nn.Module):
+    """Embedding vectors (임베딩 벡터) of the source characters read by an LSTM."""
+
+    def __init__(self, *, vocab_size: int, emb_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, emb_size, padding_idx=PAD_ID)
+        self.rnn = nn.LSTM(emb_size, hidden_size, batch_first=True)
+
+    def forward(self, src: torch.Tensor, src_len: torch.Tensor
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """src: (B, S) ids; src_len: (B,) true lengths.
+
+        Returns:
+            states (B, S, D) (zeros at padding) and the state (h, c), each (B, D), after each
+            sequence's last real token: Sutskever's context vector is that h.
+        """
+        B, S = src.shape
+        packed = pack_padded_sequence(self.embed(src), src_len.cpu(), batch_first=True, enforce_sorted=False)
+        out, (h, c) = self.rnn(packed)                                    # h, c: (1, B, D)
+        states, _ = pad_packed_sequence(out, batch_first=True, total_length=S)   # (B, S, D)
+        return states, (h[0], c[0])
+
+
+class Decoder(nn.Module):
+    """An LSTM decoder reading a context vector c_i with y_{i-1} at every step.
+
+    Args:
+        attention: ``None`` (Sutskever / Cho: c_i = the encoder's last state, the same at every
+            step), ``"dot"`` or ``"additive"`` (Bahdanau: c_i computed afresh by attention).
+    """
+
+    def __init__(self, *, vocab_size: int, emb_size: int, hidden_size: int, attention: str | None = None) -> None:
+        super().__init__()
+        if attention not in (None, "dot", "additive"):
+            raise ValueError(f"attention must be None, 'dot' or 'additive', got {attention!r}")
+        self.attention = attention
+        self.embed = nn.Embedding(vocab_size, emb_size, padding_idx=PAD_ID)
+        self.cell = nn.LSTMCell(emb_size + hidden_size, hidden_size)      # reads y_{i-1} and c_i
+        self.score = (AdditiveScore(query_size=hidden_size, key_size=hidden_size, hidden_size=hidden_size)
+                      if attention == "additive" else None)
+        self.out = nn.Linear(hidden_size + hidden_size, vocab_size)       # predicts y_i from g_i and c_i
+
+    def step(self, y_prev: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], memory: torch.Tensor,
+             mask: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor | None]:
+        """One decoding step.
+
+        Args:
+            y_prev: (B,) previous token; state: (g, cell), each (B, D).
+            memory: with attention, (B, S, D) every encoder state; without, (B, D) the one
+                context vector (the encoder's last state), the same at every step.
+            mask: (B, S) bool, True = padding (ignored without attention).
+
+        Returns:
+            logits (B, V) of y_i, the new state, and the weights a_i (B, S) (None without attention).
+        """
+        weights = None
+        if self.attention:
+            g = state[0]                                                  # (B, D): query g_{i-1}
+            scores = dot_score(g, memory) if self.attention == "dot" else self.score(g, memory)   # (B, S)
+            context, weights = attend(scores, memory, mask)               # (B, D), (B, S)
+        else:
+            context = memory                                              # (B, D): fixed context vector
+        x = torch.cat([self.embed(y_prev), context], dim=-1)              # (B, E + D)
+        g, cell = self.cell(x, state)                                     # (B, D) each
+        return self.out(torch.cat([g, context], dim=-1)), (g, cell), weights   # (B, V)
+
+
+class Seq2Seq(nn.Module):
+    """Encoder + decoder; ``attention=None`` is Sutskever's model, ``"dot"``/``"additive"`` Bahdanau's."""
+
+    def __init__(self, *, src_vocab: int, tgt_vocab: int, emb_size: int = 32, hidden_size: int = 64,
+                 attention: str | None = None) -> None:
+        super().__init__()
+        self.encoder = Encoder(vocab_size=src_vocab, emb_size=emb_size, hidden_size=hidden_size)
+        self.decoder = Decoder(vocab_size=tgt_vocab, emb_size=emb_size, hidden_size=hidden_size, attention=attention)
+
+    def start(self, src: torch.Tensor, src_len: torch.Tensor, record: list | None = None) -> tuple[Step, object]:
+        """Encode ``src`` (B, S); return a decoder ``step`` and its initial state.
+
+        ``step(y_prev (B,), state) -> (logits (B, V), state)``; if ``record`` is a list, each
+        step appends its attention weights (B, S) to it.
+        """
+        states, state = self.encoder(src, src_len)                        # (B, S, D), (B, D) x 2
+        mask = src == PAD_ID                                              # (B, S) True = padding
+        memory = states if self.decoder.attention else state[0]           # (B, S, D) or (B, D)
+
+        def step(y_prev: torch.Tensor, st: object) -> tuple[torch.Tensor, object]:
+            logits, st, weights = self.decoder.step(y_prev, st, memory, mask)
+            if record is not None and weights is not None:
+                record.append(weights)
+            return logits, st
+
+        return step, state
+
+    def loss(self, src: torch.Tensor, src_len: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        """Teacher-forcing cross-entropy of a batch; tgt: (B, T + 1) = <SOS> y_1 .. y_T <EOS> <PAD>..."""
+        step, state = self.start(src, src_len)
+        return teacher_forcing_loss(step, state, tgt)
+
+    @torch.no_grad()
+    def translate(self, src: torch.Tensor, src_len: torch.Tensor, *, max_len: int
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Greedy auto-regressive decoding. Returns tokens (B, L) and, with attention, weights (B, L, S)."""
+        record: list[torch.Tensor] = []
+        step, state = self.start(src, src_len, record)
+        tokens = greedy_decode(step, state, batch_size=src.size(0), max_len=max_len)
+        weights = torch.stack(record, dim=1) if record else None         # (B, L, S)
+        return tokens, weights
+
+
+# ------------------------------------------------------------------------ training and decoding
+def teacher_forcing_loss(step: Step, state: object, tgt: torch.Tensor, *, pad_id: int = PAD_ID) -> torch.Tensor:
+    """Cross-entropy of a decoder trained with teacher forcing.
+
+    At step i the decoder reads the *true* previous token tgt[:, i] (not its own guess) and is
+    scored on predicting tgt[:, i + 1].
+
+    Args:
+        step: ``step(y_prev (B,), state) -> (logits (B, V), state)``.
+        state: the decoder's initial state.
+        tgt: (B, T + 1) long, ``<SOS> y_1 ... y_T <EOS>`` then ``pad_id``.
+
+    Returns:
+        scalar: mean cross-entropy over the target tokens that are not padding (``<EOS>`` included).
+    """
+    inputs, labels = tgt[:, :-1], tgt[:, 1:]                              # (B, T) each
+    logits = []
+    for i in range(inputs.size(1)):
+        out, state = step(inputs[:, i], state)                            # (B, V)
+        logits.append(out)
+    logits = torch.stack(logits, dim=1)                                   # (B, T, V)
+    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=pad_id)
+
+
+@torch.no_grad()
+def greedy_decode(step: Step, state: object, *, batch_size: int, max_len: int, sos_id: int = SOS_ID,
+                  eos_id: int = EOS_ID, pad_id: int = PAD_ID) -> torch.Tensor:
+    """Auto-regressive greedy decoding: feed back the most likely token until ``<EOS>``.
+
+    Args:
+        step: ``step(y_prev (B,), state) -> (logits (B, V), state)``; state: its initial state.
+        batch_size: B; max_len: the most tokens to write per sequence.
+
+    Returns:
+        (B, L) long with L <= max_len: each row's tokens up to and including its ``<EOS>``, then
+        ``pad_id``. Decoding stops as soon as every row has written ``<EOS>``.
+    """
+    y = torch.full((batch_size,), sos_id, dtype=torch.long)
+    done = torch.zeros(batch_size, dtype=torch.bool)
+    out = []
+    for _ in range(max_len):
+        logits, state = step(y.to(_state_device(state)), state)
+        y = logits.argmax(dim=-1).cpu()                                   # (B,)
+        y = y.masked_fill(done, pad_id)                                   # finished rows write padding
+        out.append(y)
+        done = done | (y == eos_id)
+        if bool(done.all()):
+            break
+    return torch.stack(out, dim=1)                                        # (B, L)
+
+
+def _state_device(state: object) -> torch.device:
+    """The device of a decoder state (a tensor or a tuple of tensors); the CPU for anything else."""
+    while isinstance(state, (tuple, list)) and state:
+        state = state[0]
+    return state.device if isinstance(state, torch.Tensor) else torch.device("cpu")

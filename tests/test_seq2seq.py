@@ -1,0 +1,187 @@
+"""Tests of attnlab.seq2seq: attention maths, encoder, teacher forcing, greedy decoding, the model."""
+
+import math
+
+import torch
+from torch import nn
+
+from attnlab.attention import scaled_dot_product_attention
+from attnlab.data import translation as tr
+from attnlab.seq2seq import (Encoder, Seq2Seq, additive_score, attend, bahdanau_attention, dot_score,
+                             greedy_decode, qkv_attention, teacher_forcing_loss)
+
+G = lambda s: torch.Generator().manual_seed(s)  # noqa: E731
+
+
+def test_scores_against_loops():
+    g = G(0)
+    q, k = torch.randn(3, 4, generator=g, dtype=torch.float64), torch.randn(3, 6, 4, generator=g, dtype=torch.float64)
+    W_q, W_k = torch.randn(5, 4, generator=g, dtype=torch.float64), torch.randn(5, 4, generator=g, dtype=torch.float64)
+    v = torch.randn(5, generator=g, dtype=torch.float64)
+    dot = dot_score(q, k)
+    add = additive_score(q, k, W_q, W_k, v)
+    for b in range(3):
+        for j in range(6):
+            assert math.isclose(dot[b, j].item(), float(q[b] @ k[b, j]), rel_tol=1e-12, abs_tol=1e-12)
+            e = v @ torch.tanh(W_q @ q[b] + W_k @ k[b, j])
+            assert math.isclose(add[b, j].item(), e.item(), rel_tol=1e-12, abs_tol=1e-12)
+
+
+def test_attend_and_bahdanau_respect_the_mask():
+    g = G(1)
+    B, S, D = 3, 5, 4
+    q = torch.randn(B, D, generator=g, dtype=torch.float64)
+    keys = torch.randn(B, S, D, generator=g, dtype=torch.float64)
+    values = torch.randn(B, S, 7, generator=g, dtype=torch.float64)
+    W_q, W_k, v = (torch.randn(6, D, generator=g, dtype=torch.float64), torch.randn(6, D, generator=g, dtype=torch.float64),
+                   torch.randn(6, generator=g, dtype=torch.float64))
+    lengths = torch.tensor([5, 2, 3])
+    mask = torch.arange(S)[None] >= lengths[:, None]
+    ctx, w = bahdanau_attention(q, keys, values, mask, W_q, W_k, v)
+    assert ctx.shape == (B, 7) and w.shape == (B, S)
+    for b in range(B):
+        n = int(lengths[b])
+        e = torch.stack([v @ torch.tanh(W_q @ q[b] + W_k @ keys[b, j]) for j in range(n)])
+        a = torch.exp(e - e.max()) / torch.exp(e - e.max()).sum()
+        torch.testing.assert_close(w[b, :n], a)
+        assert bool((w[b, n:] == 0).all())
+        torch.testing.assert_close(ctx[b], (a[:, None] * values[b, :n]).sum(0))
+    # no mask = every position; a fully masked row gives zeros, not NaN
+    _, w_all = attend(dot_score(q, keys), values, None)
+    torch.testing.assert_close(w_all, torch.softmax(torch.einsum("bd,bsd->bs", q, keys), -1))
+    c0, w0 = attend(dot_score(q, keys), values, torch.ones(B, S, dtype=torch.bool))
+    assert bool((w0 == 0).all()) and bool((c0 == 0).all())
+
+
+def test_qkv_attention_is_unscaled_sdpa():
+    g = G(2)
+    q, K, V = torch.randn(1, 8, generator=g), torch.randn(5, 8, generator=g), torch.randn(5, 3, generator=g)
+    c, a = qkv_attention(q, K, V)
+    want_c, want_a = scaled_dot_product_attention(q * math.sqrt(8), K, V)
+    torch.testing.assert_close(a, want_a)
+    torch.testing.assert_close(c, want_c)
+    assert a.shape == (1, 5) and c.shape == (1, 3)
+    torch.testing.assert_close(a.sum(), torch.tensor(1.0))
+
+
+def test_encoder_last_state_ignores_padding():
+    torch.manual_seed(0)
+    enc = Encoder(vocab_size=11, emb_size=4, hidden_size=6).double()
+    src = torch.tensor([[5, 6, 7, 2], [8, 2, 0, 0]])
+    states, (h, c) = enc(src, torch.tensor([4, 2]))
+    assert states.shape == (2, 4, 6)
+    assert bool((states[1, 2:] == 0).all())
+    for b, n in enumerate([4, 2]):
+        out, (h1, c1) = enc.rnn(enc.embed(src[b:b + 1, :n]))
+        torch.testing.assert_close(h[b], h1[0, 0])
+        torch.testing.assert_close(c[b], c1[0, 0])
+        torch.testing.assert_close(states[b, :n], out[0])
+
+
+def test_teacher_forcing_loss_equals_one_call_lstm():
+    torch.manual_seed(1)
+    V, E, D = 9, 5, 7
+    embed, cell, out = nn.Embedding(V, E), nn.LSTMCell(E, D), nn.Linear(D, V)
+    ref = nn.LSTM(E, D, batch_first=True)
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(ref, name + "_l0").copy_(getattr(cell, name))
+    tgt = torch.tensor([[1, 4, 5, 6, 2], [1, 7, 2, 0, 0]])
+    g = G(3)
+    h0, c0 = torch.randn(2, D, generator=g), torch.randn(2, D, generator=g)
+
+    def step(y, st):
+        h, c = cell(embed(y), st)
+        return out(h), (h, c)
+
+    got = teacher_forcing_loss(step, (h0, c0), tgt)
+    hs, _ = ref(embed(tgt[:, :-1]), (h0[None], c0[None]))
+    logits = out(hs)
+    labels = tgt[:, 1:]
+    keep = labels != tr.PAD_ID
+    want = -torch.log_softmax(logits, -1).gather(-1, labels[..., None])[..., 0][keep].mean()
+    torch.testing.assert_close(got, want)
+
+
+class _Scripted:
+    """A decoder that writes a fixed script per row (then its own EOS), ignoring its input."""
+
+    def __init__(self, scripts, vocab=8):
+        self.scripts, self.vocab, self.seen = scripts, vocab, []
+
+    def __call__(self, y, t):
+        self.seen.append(y.clone())
+        logits = torch.full((len(self.scripts), self.vocab), -5.0)
+        for b, s in enumerate(self.scripts):
+            logits[b, s[t] if t < len(s) else 3] = 5.0
+        return logits, t + 1
+
+
+def test_greedy_decode_stops_at_eos_and_pads_after():
+    step = _Scripted([[4, 5, 2], [6, 2, 7], [4, 4, 4, 4, 2]])
+    out = greedy_decode(step, 0, batch_size=3, max_len=10)
+    assert out.dtype == torch.long
+    assert out.tolist() == [[4, 5, 2, 0, 0], [6, 2, 0, 0, 0], [4, 4, 4, 4, 2]]
+    assert step.seen[0].tolist() == [tr.SOS_ID] * 3
+    assert step.seen[1].tolist() == [4, 6, 4]  # its own previous outputs
+    short = greedy_decode(_Scripted([[4, 4, 4, 4, 2]]), 0, batch_size=1, max_len=3)
+    assert short.tolist() == [[4, 4, 4]]
+
+
+def _batch(pairs):
+    src_tok, tgt_tok = tr.korean_tokenizers()
+    return tr.make_batch(pairs, src_tok, tgt_tok), src_tok, tgt_tok
+
+
+def test_seq2seq_batched_equals_one_by_one():
+    pairs = tr.korean_number_pairs(4, generator=G(4), digits=(1, 6))
+    b, src_tok, tgt_tok = _batch(pairs)
+    for attention in (None, "dot", "additive"):
+        torch.manual_seed(2)
+        model = Seq2Seq(src_vocab=len(src_tok), tgt_vocab=len(tgt_tok), emb_size=8, hidden_size=12,
+                        attention=attention).eval()
+        toks, weights = model.translate(b.src, b.src_len, max_len=6)
+        losses = []
+        for i in range(4):
+            one = tr.make_batch([pairs[i]], src_tok, tgt_tok)
+            t1, w1 = model.translate(one.src, one.src_len, max_len=6)
+            assert tgt_tok.decode(toks[i]) == tgt_tok.decode(t1[0])
+            if attention:
+                n = int(one.src_len[0])
+                torch.testing.assert_close(weights[i, : t1.size(1), :n], w1[0], atol=1e-6, rtol=1e-5)
+                assert bool((weights[i, :, n:] == 0).all())
+            else:
+                assert weights is None
+            losses.append(model.loss(one.src, one.src_len, one.tgt) * (one.tgt[0, 1:] != 0).sum())
+        n_tok = (b.tgt[:, 1:] != 0).sum()
+        torch.testing.assert_close(model.loss(b.src, b.src_len, b.tgt), torch.stack(losses).sum() / n_tok)
+
+
+def test_seq2seq_with_attention_learns_a_tiny_set():
+    pairs = tr.korean_number_pairs(8, generator=G(5), digits=(2, 4))
+    b, src_tok, tgt_tok = _batch(pairs)
+    torch.manual_seed(3)
+    model = Seq2Seq(src_vocab=len(src_tok), tgt_vocab=len(tgt_tok), emb_size=16, hidden_size=32, attention="dot")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    first = model.loss(b.src, b.src_len, b.tgt).item()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: one thread is faster, above all on a busy machine
+    try:
+        for _ in range(150):
+            loss = model.loss(b.src, b.src_len, b.tgt)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    finally:
+        torch.set_num_threads(threads)
+    assert loss.item() < 0.05 * first
+    toks, w = model.translate(b.src, b.src_len, max_len=8)
+    assert [tgt_tok.decode(t) for t in toks] == [t for _, t in pairs]
+    torch.testing.assert_close(w.sum(-1)[toks != 0], torch.ones(int((toks != 0).sum())))
+
+
+def test_decoder_rejects_unknown_attention():
+    import pytest
+
+    with pytest.raises(ValueError):
+        Seq2Seq(src_vocab=5, tgt_vocab=5, attention="multiplicative")
