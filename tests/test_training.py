@@ -100,3 +100,36 @@ def test_use_style_is_explicit():
     matplotlib.rcParams["axes.spines.top"] = True
     plotting.use_style()
     assert matplotlib.rcParams["axes.spines.top"] is False
+
+
+def test_to_device_moves_every_tensor_of_a_batch():
+    from collections import namedtuple
+    from dataclasses import dataclass
+
+    Pair = namedtuple("Pair", "x y")
+
+    @dataclass
+    class Batch:
+        src: torch.Tensor
+        n: int
+
+    meta = torch.device("meta")
+    moved = training.to_device({"a": [torch.ones(2), (torch.zeros(1), 3)], "p": Pair(torch.ones(1), "s"),
+                                "b": Batch(torch.ones(3), 5)}, meta)
+    assert moved["a"][0].device == meta and moved["a"][1][0].device == meta and moved["a"][1][1] == 3
+    assert isinstance(moved["p"], Pair) and moved["p"].x.device == meta and moved["p"].y == "s"
+    assert isinstance(moved["b"], Batch) and moved["b"].src.device == meta and moved["b"].n == 5
+
+
+def test_train_moves_batches_to_the_models_device(clean_env):
+    clean_env.setenv("ATTNLAB_PROGRESS", "off")
+    seen = []
+    model = torch.nn.Linear(2, 1).to("meta")
+    def loss_fn(m, b):
+        seen.append(b[0].device)
+        return torch.zeros((), requires_grad=True)
+    try:
+        training.train(model, lambda: [(torch.ones(1, 2), torch.ones(1, 1))], loss_fn, steps=1, clip_grad=None)
+    except (NotImplementedError, RuntimeError):
+        pass  # the meta device cannot run the optimiser; the batch has been moved by then
+    assert seen and seen[0] == torch.device("meta")

@@ -21,6 +21,7 @@ Nothing here runs on import: seeding is an explicit call (:func:`seed_everything
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import random
@@ -39,6 +40,7 @@ __all__ = [
     "progress",
     "History",
     "train",
+    "to_device",
     "record_metric",
 ]
 
@@ -129,6 +131,22 @@ class History:
         return self.eval[-1][key]
 
 
+def to_device(batch: Any, device: torch.device | str) -> Any:
+    """Move every tensor of a batch (a tensor, tuple, named tuple, list, dict or dataclass) to ``device``."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device)
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):
+        return type(batch)(*(to_device(b, device) for b in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+        return dataclasses.replace(batch, **{f.name: to_device(getattr(batch, f.name), device)
+                                             for f in dataclasses.fields(batch) if f.init})
+    return batch
+
+
 def _forever(make_batches: Callable[[], Iterable[Any]]) -> Iterator[Any]:
     while True:
         yield from make_batches()
@@ -156,7 +174,9 @@ def train(
             (under ``torch.no_grad``) for evaluations.
         batches: a function returning an iterable of batches (called again when one runs out),
             e.g. ``lambda: loader``.
-        loss_fn: ``loss_fn(model, batch) -> scalar tensor``; it moves the batch to the device.
+        loss_fn: ``loss_fn(model, batch) -> scalar tensor``. Each batch is first moved to the
+            device of the model's parameters (:func:`to_device`), so a model put on the GPU with
+            ``model.to(get_device())`` trains there; ``evaluate`` moves its own data.
         steps: number of optimisation steps.
         evaluate: optional ``evaluate(model) -> {"accuracy": ...}``, run every ``eval_every``
             steps and after the last step.
@@ -177,10 +197,11 @@ def train(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
     history = History()
     stream = _forever(batches)
+    device = next(model.parameters()).device
     bar = progress(range(steps), total=steps, desc=desc)
     for step in bar:
         model.train()
-        loss = loss_fn(model, next(stream))
+        loss = loss_fn(model, to_device(next(stream), device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if clip_grad is not None:
