@@ -193,3 +193,22 @@ def test_mha_gradcheck_float64():
     mha = A.MultiHeadAttention(dim=6, num_heads=2).double()
     x = torch.randn(1, 3, 6, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x: mha(x, need_weights=True)[0], (x,))
+
+
+def test_models_are_device_agnostic_on_the_meta_device():
+    """Nothing in forward creates a tensor on a fixed device: on the meta device, mixing devices would fail.
+
+    (CI has no GPU; this is how the suite checks that the models can be moved to one.)
+    """
+    from attnlab.tiny import TinyAttentionModel
+
+    model = TinyAttentionModel(vocab_size=10, max_len=8, dim=16, num_heads=2).to("meta")
+    tokens = torch.zeros(2, 8, dtype=torch.long, device="meta")
+    logits, weights = model(tokens, need_weights=True)
+    assert logits.shape == (2, 8, 10) and logits.device.type == "meta"
+    assert weights.shape == (2, 2, 8, 8)
+    q = torch.empty(2, 3, 5, 4, device="meta")
+    out = A.fast_attention(q, q, q, A.causal_mask(5, device="meta"))
+    assert out.device.type == "meta"
+    lengths = torch.tensor([5, 2], device="meta")
+    assert A.padding_mask(lengths, 5).device.type == "meta"
