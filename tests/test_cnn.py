@@ -263,3 +263,36 @@ def test_digits_tensors():
     again = cnn.digits_tensors(seed=3)
     assert torch.equal(again[0], xtr) and torch.equal(again[3], yte)
     assert not torch.equal(cnn.digits_tensors(seed=4)[1], ytr)
+
+
+# --- devices ---------------------------------------------------------------------------------------------------
+
+def test_models_are_device_agnostic_on_the_meta_device():
+    """Nothing in forward (or the from-scratch layers) creates a tensor on a fixed device.
+
+    On the meta device (no data) mixing devices fails, so this checks without a GPU that the
+    chapter's models can train on one: forward, loss and backward of each trainable model. A
+    convolution with meta weights quietly accepts a CPU input (and returns a CPU output), so the
+    test checks the device of every result as well.
+    """
+    meta = torch.device("meta")
+    x = torch.zeros(4, 1, 8, 8, device=meta)
+    labels = torch.zeros(4, dtype=torch.long, device=meta)
+    for model in (cnn.TinyAlexNet(width=4), cnn.ScalableCNN(width_mult=0.25, in_channels=1)):
+        model = model.to(meta).train()
+        logits = model(x)
+        assert logits.shape == (4, 10) and logits.device == meta
+        loss = F.cross_entropy(logits, labels)
+        loss.backward()
+        assert loss.device == meta and all(p.grad.device == meta for p in model.parameters())
+    h = torch.zeros(2, 3, 5, 5, device=meta)
+    for block in (cnn.ResidualBlock(channels=3), cnn.ResidualBlock(channels=3, shortcut=False, norm=False)):
+        out = block.to(meta)(h)
+        assert out.shape == h.shape and out.device == meta
+    stack = cnn.block_stack(depth=2, channels=3, shortcut=True).to(meta)
+    assert stack(h).device == meta
+    weight, bias = torch.zeros(4, 3, 3, 3, device=meta), torch.zeros(4, device=meta)
+    assert cnn.conv2d(h, weight, bias, stride=2, padding=1).shape == (2, 4, 3, 3)
+    assert cnn.conv2d(h, weight, bias).device == meta
+    assert cnn.max_pool2d(h, 2).device == meta and cnn.avg_pool2d(h, 2, 1).shape == (2, 3, 4, 4)
+    assert cnn.conv2d_naive(h[0, 0], weight[0, 0]).device == meta

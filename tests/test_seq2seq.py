@@ -185,3 +185,42 @@ def test_decoder_rejects_unknown_attention():
 
     with pytest.raises(ValueError):
         Seq2Seq(src_vocab=5, tgt_vocab=5, attention="multiplicative")
+
+
+def test_models_are_device_agnostic_on_the_meta_device(monkeypatch):
+    """Nothing in encoding, decoding or the loss creates a tensor on a fixed device.
+
+    On the meta device (no data) mixing devices fails, so this checks without a GPU that the
+    chapter's models can train and decode on one. Two torch functions cannot run on meta and are
+    stood in for: ``pad_packed_sequence`` (it copies its own meta indices to the CPU) and the
+    all-rows-finished test of :func:`greedy_decode` (it reads a value), hence ``max_len=1``.
+    """
+    import attnlab.seq2seq as s2s
+    from attnlab.rnn import LSTM, RNN
+
+    def pad_packed_on_meta(packed, batch_first, total_length):   # shapes only: (B, S, D)
+        B, D = int(packed.batch_sizes[0]), packed.data.size(-1)
+        return packed.data.new_zeros(B, total_length, D), None
+
+    monkeypatch.setattr(s2s, "pad_packed_sequence", pad_packed_on_meta)
+    meta = torch.device("meta")
+    src = torch.zeros(2, 5, dtype=torch.long, device=meta)
+    src_len = torch.tensor([5, 3])          # packing wants the lengths on the CPU; the encoder copies them there
+    tgt = torch.zeros(2, 6, dtype=torch.long, device=meta)
+    for attention in (None, "dot", "additive"):
+        model = Seq2Seq(src_vocab=11, tgt_vocab=9, emb_size=4, hidden_size=6, attention=attention).to(meta)
+        states, (h, c) = model.encoder(src, src_len)
+        assert states.shape == (2, 5, 6) and h.device == c.device == meta
+        loss = model.loss(src, src_len, tgt)                      # teacher forcing through Decoder.step
+        assert loss.shape == () and loss.device == meta
+        loss.backward()
+        assert all(p.grad is None or p.grad.device == meta for p in model.parameters())
+        tokens, weights = model.translate(src, src_len, max_len=1)   # greedy decoding
+        assert tokens.shape == (2, 1) and tokens.dtype == torch.long and tokens.device == meta
+        assert weights is None if attention is None else (weights.shape == (2, 1, 5) and weights.device == meta)
+    # the recurrent layers of the chapter's first sections (initial states made from x)
+    x = torch.zeros(2, 4, 3, device=meta)
+    out, hs = RNN(input_size=3, hidden_size=5, output_size=2).to(meta)(x)
+    assert out.shape == (2, 4, 2) and out.device == hs.device == meta
+    hs, (h, c) = LSTM(input_size=3, hidden_size=5).to(meta)(x)
+    assert hs.shape == (2, 4, 5) and h.device == c.device == meta

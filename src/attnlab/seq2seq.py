@@ -143,7 +143,8 @@ class Encoder(nn.Module):
             sequence's last real token: Sutskever's context vector is that h.
         """
         B, S = src.shape
-        packed = pack_padded_sequence(self.embed(src), src_len.cpu(), batch_first=True, enforce_sorted=False)
+        lengths = src_len.cpu()                                           # packing reads the lengths on the CPU
+        packed = pack_padded_sequence(self.embed(src), lengths, batch_first=True, enforce_sorted=False)
         out, (h, c) = self.rnn(packed)                                    # h, c: (1, B, D)
         states, _ = pad_packed_sequence(out, batch_first=True, total_length=S)   # (B, S, D)
         return states, (h[0], c[0])
@@ -271,18 +272,19 @@ def greedy_decode(step: Step, state: object, *, batch_size: int, max_len: int, s
 
     Returns:
         (B, L) long with L <= max_len: each row's tokens up to and including its ``<EOS>``, then
-        ``pad_id``. Decoding stops as soon as every row has written ``<EOS>``.
+        ``pad_id``, on the device of ``state`` (the CPU if it holds no tensor). Decoding stops as
+        soon as every row has written ``<EOS>``.
     """
-    y = torch.full((batch_size,), sos_id, dtype=torch.long)
-    done = torch.zeros(batch_size, dtype=torch.bool)
+    device = _state_device(state)                                         # tokens live where the model does
+    y = torch.full((batch_size,), sos_id, dtype=torch.long, device=device)
+    done = torch.zeros(batch_size, dtype=torch.bool, device=device)
     out = []
     for _ in range(max_len):
-        logits, state = step(y.to(_state_device(state)), state)
-        y = logits.argmax(dim=-1).cpu()                                   # (B,)
-        y = y.masked_fill(done, pad_id)                                   # finished rows write padding
+        logits, state = step(y, state)
+        y = logits.argmax(dim=-1).masked_fill(done, pad_id)               # (B,); finished rows write padding
         out.append(y)
         done = done | (y == eos_id)
-        if bool(done.all()):
+        if len(out) < max_len and bool(done.all()):                      # no check needed after the last step
             break
     return torch.stack(out, dim=1)                                        # (B, L)
 
