@@ -55,7 +55,7 @@ browser-deps:  ## install Debian's Chromium for the browser test (needs root)
 	  else echo "browser-deps: install Chromium (Debian: sudo apt-get install chromium)"; exit 1; fi; }
 
 test: setup browser-deps  ## pass every test: unit, labs, grading, the book in a browser
-	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15
+	$(BIN)/python -m pytest -n 2 --durations=15
 
 test-fast: $(STAMP)  ## unit tests of attnlab only (seconds)
 	$(BIN)/python -m pytest -m "not slow and not browser" -q

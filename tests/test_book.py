@@ -19,11 +19,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from _shared import shared_run
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-pytestmark = [pytest.mark.xdist_group("book")]
 
 
 def toc_pages() -> list[str]:
@@ -34,14 +34,7 @@ def toc_pages() -> list[str]:
     return pages
 
 
-@pytest.fixture(scope="module")
-def built_book():
-    """Build the book as `make book` does; the build must succeed with no warning.
-
-    Authors iterating on the browser tests can set ATTNLAB_TEST_BUILT_BOOK=1 to reuse _build/html.
-    """
-    if os.environ.get("ATTNLAB_TEST_BUILT_BOOK") == "1" and (HTML / "index.html").exists():
-        return HTML
+def _build(shared: Path) -> dict:
     env = dict(os.environ, ATTNLAB_PROGRESS="text")
     env.pop("ATTNLAB_FORCE_PROFILE", None)
     jb = Path(sys.executable).parent / "jupyter-book"
@@ -49,7 +42,20 @@ def built_book():
                           cwd=ROOT, env=env, capture_output=True, text=True)
     log = proc.stdout + proc.stderr
     warnings = [line for line in log.splitlines() if "WARNING" in line and "Kernel is running over TCP" not in line]
-    assert proc.returncode == 0 and not warnings, "book build failed:\n" + "\n".join(warnings or log.splitlines()[-40:])
+    return {"returncode": proc.returncode, "warnings": warnings, "tail": log.splitlines()[-40:]}
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory):
+    """Build the book as `make book` does; the build must succeed with no warning.
+
+    Authors iterating on the browser tests can set ATTNLAB_TEST_BUILT_BOOK=1 to reuse _build/html.
+    """
+    if os.environ.get("ATTNLAB_TEST_BUILT_BOOK") == "1" and (HTML / "index.html").exists():
+        return HTML
+    result = shared_run(tmp_path_factory, "book", _build)   # built once, whichever worker asks first
+    assert result["returncode"] == 0 and not result["warnings"], \
+        "book build failed:\n" + "\n".join(result["warnings"] or result["tail"])
     return HTML
 
 

@@ -35,18 +35,47 @@ __all__ = [
     "check_own_work",
 ]
 
-# Trusted copies, taken at import time (before student code runs in a lab).
+# Trusted copies, taken at import time (before student code runs in a lab): the checks call these
+# functions, never operators or methods looked up on the student's objects at check time.
 _Tensor = torch.Tensor
 _Parameter = torch.nn.Parameter
 _isfinite = torch.isfinite
+_isinf = torch.isinf
+_isnan = torch.isnan
 _abs = torch.abs
 _max = torch.max
+_sub = torch.sub
+_add = torch.add
+_mul = torch.mul
+_gt = torch.gt
+_ne = torch.ne
+_eq = torch.eq
+_any = torch.any
+_sum = torch.sum
+_nonzero = torch.nonzero
+_where = torch.where
+_logical_or = torch.logical_or
+_logical_and = torch.logical_and
+_logical_not = torch.logical_not
+_zeros_like = torch.zeros_like
+_detach = torch.Tensor.detach
+_to = torch.Tensor.to
+_item = torch.Tensor.item
+_numel = torch.Tensor.numel
+_size = torch.Tensor.size
+_dtype_of = torch.Tensor.dtype.__get__
 _float64 = torch.float64
+_bool = torch.bool
 _isinstance = isinstance
 _type = type
 _tuple = tuple
+_int = int
+_float = float
+_bbool = bool
+_babs = abs
 _math_isfinite = math.isfinite
 _ndarray = np.ndarray
+_number_types = (int, float, np.float64, np.float32, np.int64, np.int32)
 
 
 def _is_tensor(x: Any) -> bool:
@@ -57,12 +86,28 @@ def _fmt_shape(shape: Sequence[int]) -> str:
     return "(" + ", ".join(str(int(s)) for s in shape) + ("," if len(shape) == 1 else "") + ")"
 
 
+def _dtype(x):
+    return _dtype_of(x)
+
+
+def _shape(x) -> tuple:
+    return _tuple(_int(v) for v in _size(x))
+
+
+def _cpu64(x):
+    return _to(_detach(x), "cpu", _float64)
+
+
+def _first(mask) -> tuple:
+    return _tuple(_int(i) for i in _nonzero(mask)[0])
+
+
 def check_tensor(x: Any, name: str = "result", *, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Require a real ``torch.Tensor`` (optionally of ``dtype``); return it."""
     if not _is_tensor(x):
         raise AssertionError(f"{name}: expected a torch.Tensor, got {_type(x).__module__}.{_type(x).__qualname__}")
-    if dtype is not None and x.dtype != dtype:
-        raise AssertionError(f"{name}: expected dtype {dtype}, got {x.dtype}")
+    if dtype is not None and _dtype(x) != dtype:
+        raise AssertionError(f"{name}: expected dtype {dtype}, got {_dtype(x)}")
     return x
 
 
@@ -73,8 +118,8 @@ def check_shape(x: Any, expected: Sequence[int], name: str = "result", *, letter
     letters="B, T, D")`` fails with "out: expected shape (B, T, D) = (2, 5, 16), got (2, 16, 5)".
     """
     check_tensor(x, name)
-    got = _tuple(int(s) for s in x.shape)
-    want = _tuple(int(s) for s in expected)
+    got = _shape(x)
+    want = _tuple(_int(s) for s in expected)
     if got != want:
         named = f"({letters}) = " if letters else ""
         raise AssertionError(f"{name}: expected shape {named}{_fmt_shape(want)}, got {_fmt_shape(got)}")
@@ -95,58 +140,58 @@ def check_close(
     NaN in ``actual`` fails unless ``expected`` has NaN at the same place.
     """
     check_tensor(expected, "reference")
-    check_shape(actual, expected.shape, name, letters=letters)
-    a = actual.detach().to("cpu", _float64)
-    e = expected.detach().to("cpu", _float64)
-    nan_a, nan_e = a != a, e != e
-    if bool((nan_a != nan_e).any()):
-        where = _tuple(int(i) for i in (nan_a != nan_e).nonzero()[0])
-        raise AssertionError(f"{name}: NaN where the reference has none (or the reverse), first at index {where}")
-    a = a.masked_fill(nan_a, 0.0)
-    e = e.masked_fill(nan_e, 0.0)
-    inf_mismatch = (a.isinf() | e.isinf()) & (a != e)
-    if bool(inf_mismatch.any()):
-        where = _tuple(int(i) for i in inf_mismatch.nonzero()[0])
-        raise AssertionError(f"{name}: infinite values differ from the reference, first at index {where}")
-    finite = ~(a.isinf() | e.isinf())
-    diff = _abs(a - e).masked_fill(~finite, 0.0)
-    bound = atol + rtol * _abs(e).masked_fill(~finite, 0.0)
-    bad = diff > bound
-    if bool(bad.any()):
-        where = _tuple(int(i) for i in bad.nonzero()[0])
+    check_shape(actual, _shape(expected), name, letters=letters)
+    a = _cpu64(actual)
+    e = _cpu64(expected)
+    nan_a, nan_e = _isnan(a), _isnan(e)
+    nan_bad = _ne(nan_a, nan_e)
+    if _bbool(_any(nan_bad)):
+        raise AssertionError(f"{name}: NaN where the reference has none (or the reverse), first at index {_first(nan_bad)}")
+    a = _where(nan_a, _zeros_like(a), a)
+    e = _where(nan_e, _zeros_like(e), e)
+    inf_any = _logical_or(_isinf(a), _isinf(e))
+    inf_mismatch = _logical_and(inf_any, _ne(a, e))
+    if _bbool(_any(inf_mismatch)):
+        raise AssertionError(f"{name}: infinite values differ from the reference, first at index {_first(inf_mismatch)}")
+    zero = _zeros_like(a)
+    diff = _where(inf_any, zero, _abs(_sub(a, e)))
+    bound = _add(_mul(_where(inf_any, zero, _abs(e)), _float(rtol)), _float(atol))
+    bad = _gt(diff, bound)
+    if _bbool(_any(bad)):
+        where = _first(bad)
         raise AssertionError(
-            f"{name}: values differ from the reference at {int(bad.sum())} of {bad.numel()} positions; "
-            f"largest difference {float(_max(diff)):.3g} (tolerance {atol:g} + {rtol:g}*|expected|); "
-            f"first at index {where}: expected {float(e[where]):.6g}, got {float(a[where]):.6g}"
+            f"{name}: values differ from the reference at {_int(_sum(bad))} of {_numel(bad)} positions; "
+            f"largest difference {_float(_max(diff)):.3g} (tolerance {atol:g} + {rtol:g}*|expected|); "
+            f"first at index {where}: expected {_float(e[where]):.6g}, got {_float(a[where]):.6g}"
         )
 
 
 def check_equal(actual: Any, expected: torch.Tensor, name: str = "result") -> None:
     """Require exactly equal tensors (same shape, dtype and values): for masks and indices."""
     check_tensor(expected, "reference")
-    check_shape(actual, expected.shape, name)
-    if actual.dtype != expected.dtype:
-        raise AssertionError(f"{name}: expected dtype {expected.dtype}, got {actual.dtype}")
-    bad = actual.detach().cpu() != expected.detach().cpu()
-    if bool(bad.any()):
-        where = _tuple(int(i) for i in bad.nonzero()[0])
+    check_shape(actual, _shape(expected), name)
+    if _dtype(actual) != _dtype(expected):
+        raise AssertionError(f"{name}: expected dtype {_dtype(expected)}, got {_dtype(actual)}")
+    bad = _ne(_to(_detach(actual), "cpu"), _to(_detach(expected), "cpu"))
+    if _bbool(_any(bad)):
+        where = _first(bad)
         raise AssertionError(
-            f"{name}: {int(bad.sum())} of {bad.numel()} entries differ; first at index {where}: "
-            f"expected {expected[where].item()!r}, got {actual[where].item()!r}"
+            f"{name}: {_int(_sum(bad))} of {_numel(bad)} entries differ; first at index {where}: "
+            f"expected {_item(expected[where])!r}, got {_item(actual[where])!r}"
         )
 
 
 def check_float(actual: Any, expected: float, name: str = "result", *, rtol: float = 1e-6, atol: float = 1e-9) -> None:
     """Require a real Python number (``int``/``float``, or a one-element tensor) close to ``expected``."""
     if _is_tensor(actual):
-        if actual.numel() != 1:
-            raise AssertionError(f"{name}: expected a number, got a tensor of shape {_fmt_shape(actual.shape)}")
-        value = float(actual.detach().cpu().item())
-    elif _type(actual) in (int, float, np.float64, np.float32, np.int64, np.int32):
-        value = float(actual)
+        if _numel(actual) != 1:
+            raise AssertionError(f"{name}: expected a number, got a tensor of shape {_fmt_shape(_shape(actual))}")
+        value = _float(_item(_to(_detach(actual), "cpu")))
+    elif _type(actual) in _number_types:
+        value = _float(actual)
     else:
         raise AssertionError(f"{name}: expected a number, got {_type(actual).__qualname__}")
-    if not _math_isfinite(value) or abs(value - expected) > atol + rtol * abs(expected):
+    if not _math_isfinite(value) or _babs(value - expected) > atol + rtol * _babs(expected):
         raise AssertionError(f"{name}: expected {expected:.6g}, got {value:.6g}")
 
 
@@ -163,8 +208,8 @@ def check_raises(fn: Callable[[], Any], exc: type[BaseException], name: str = "c
 
 def check_true(condition: Any, message: str) -> None:
     """Require a real ``bool`` (or a one-element bool tensor) that is true; else fail with ``message``."""
-    if _is_tensor(condition) and condition.numel() == 1 and condition.dtype == torch.bool:
-        condition = bool(condition.item())
+    if _is_tensor(condition) and _numel(condition) == 1 and _dtype(condition) == _bool:
+        condition = _bbool(_item(condition))
     if _type(condition) is not bool and _type(condition) is not np.bool_:
         raise AssertionError(f"{message} (the check got a {_type(condition).__qualname__}, not a bool)")
     if not condition:
