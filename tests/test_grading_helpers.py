@@ -229,3 +229,16 @@ def test_kernel_launcher_drops_root(tmp_path):
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out == {"uid": uid, "nnp": "1", "regained": False, "nproc": sandbox.Limits().kernel_nproc, "groups": []}
     assert conn.stat().st_uid == uid
+
+
+def test_graded_alone_swaps_names_and_always_puts_them_back():
+    from attnlab import grading as G
+
+    ns = {"f": "student's f"}
+    with G.graded_alone(ns, f="reference f", g="reference g"):
+        assert ns["f"] == "reference f" and ns["g"] == "reference g"
+    assert ns == {"f": "student's f"}
+    with pytest.raises(AssertionError):
+        with G.graded_alone(ns, f="reference f"):
+            raise AssertionError("a failing check inside")
+    assert ns == {"f": "student's f"}

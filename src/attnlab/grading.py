@@ -18,8 +18,9 @@ that door by re-running the decisive checks in a fresh process (see ``attnlab.co
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -33,6 +34,7 @@ __all__ = [
     "check_raises",
     "check_true",
     "check_own_work",
+    "graded_alone",
 ]
 
 # Trusted copies, taken at import time (before student code runs in a lab): the checks call these
@@ -268,3 +270,26 @@ def check_own_work(fn: Any, forbidden: Sequence[Any], name: str = "your function
                     raise AssertionError(
                         f"{name} calls {label}, which this exercise asks you to write yourself"
                     )
+
+
+@contextlib.contextmanager
+def graded_alone(namespace: dict, **replacements: Any) -> Iterator[None]:
+    """Grade one exercise on its own: temporarily bind ``replacements`` in the notebook's namespace.
+
+    An exercise that builds on earlier ones (multi-head attention calls the student's
+    ``scaled_dot_product_attention``) would otherwise lose its points for an earlier mistake too.
+    Inside ``with G.graded_alone(globals(), scaled_dot_product_attention=ref.scaled_dot_product_attention):``
+    the student's later code sees the reference; the student's own functions are put back on exit,
+    whatever happened inside.
+    """
+    missing = object()
+    saved = {name: namespace.get(name, missing) for name in replacements}
+    namespace.update(replacements)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is missing:
+                namespace.pop(name, None)
+            else:
+                namespace[name] = value
