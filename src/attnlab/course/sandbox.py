@@ -248,6 +248,10 @@ def _init(spec_path: str) -> int:
             os.symlink(os.readlink(d), newroot + d)
         elif os.path.isdir(d):
             _bind(d, newroot)
+    # the sandbox's own /tmp comes first, so that read-only paths below /tmp (a course cloned into
+    # /tmp, as CI does) are bound on top of it instead of being hidden by it
+    os.makedirs(newroot + "/tmp", exist_ok=True)
+    _mount("-t", "tmpfs", "-o", f"size={limits.tmp_size},mode=1777,nosuid,nodev", "none", newroot + "/tmp")
     for d in spec["ro"]:
         if os.path.isdir(d) and not os.path.exists(newroot + d):
             _bind(d, newroot)
@@ -259,9 +263,8 @@ def _init(spec_path: str) -> int:
     os.makedirs(newroot + "/dev")
     for dev in ("null", "zero", "full", "random", "urandom"):
         _bind("/dev/" + dev, newroot, rw=True)
-    for d in ("/tmp", "/dev/shm"):
-        os.makedirs(newroot + d, exist_ok=True)
-        _mount("-t", "tmpfs", "-o", f"size={limits.tmp_size},mode=1777,nosuid,nodev", "none", newroot + d)
+    os.makedirs(newroot + "/dev/shm", exist_ok=True)
+    _mount("-t", "tmpfs", "-o", f"size={limits.tmp_size},mode=1777,nosuid,nodev", "none", newroot + "/dev/shm")
     _mount("-o", "remount,ro,bind", newroot)
     # loopback up: nbgrader reaches its kernel over 127.0.0.1; nothing else exists in this namespace
     _loopback_up()
