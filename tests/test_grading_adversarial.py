@@ -343,6 +343,7 @@ def graded_class(tmp_path_factory):
 def _run_class(shared: Path) -> dict:
     course = shared / "course"
     shutil.copytree(FIXTURE, course)
+    shutil.copy(FIXTURE.parents[1].parent / "nbgrader_config.py", course / "nbgrader_config.py")  # the course's own settings
     COURSE["path"] = course
     generate(LAB, course / "labs", root=course)
     server = socket.socket()
