@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import time
 from pathlib import Path
 
@@ -63,6 +64,9 @@ def test_lab_anatomy(lab, root):
         assert mine, f"exercise {ex} has no test cell (ids must start with 'test_{ex}')"
         sources = [c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") in mine]
         assert any("### BEGIN HIDDEN TESTS" in s for s in sources), f"exercise {ex} has no hidden tests"
+        visible = [re.sub(r"### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS", "", s, flags=re.S) for s in sources]
+        assert any(re.search(r"\bG\.check_\w+\(|\bassert\b", v) for v in visible), \
+            f"exercise {ex} has no visible test: students would meet only hidden ones"
         assert all(tests[t] > 0 for t in mine), f"every test cell of {ex} must carry points"
         solution = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == ex)
         assert "### BEGIN SOLUTION" in solution.source, f"solution cell {ex} has no solution region"

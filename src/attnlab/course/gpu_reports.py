@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 import tempfile
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from .harness import environment
 from .release import ROOT, lab_names
 
 __all__ = ["run_lab", "main"]
@@ -37,19 +37,10 @@ def run_lab(lab: str, out_dir: Path, *, profile: str = "full", timeout: int = 18
     src = ROOT / "solutions" / lab / f"{lab}.ipynb"
     with tempfile.TemporaryDirectory(prefix=f"attnlab-{lab}-") as tmp:
         metrics_file = Path(tmp) / "metrics.json"
-        env_before = {k: os.environ.get(k) for k in ("ATTNLAB_METRICS_FILE", "ATTNLAB_PROGRESS")}
-        os.environ["ATTNLAB_METRICS_FILE"] = str(metrics_file)
-        os.environ["ATTNLAB_PROGRESS"] = "text"
         start = time.perf_counter()
-        try:
+        with environment(ATTNLAB_METRICS_FILE=str(metrics_file), ATTNLAB_PROGRESS="text"):
             pm.execute_notebook(str(src), str(Path(tmp) / f"{lab}.ipynb"), parameters={"profile": profile},
                                 cwd=tmp, progress_bar=False, kernel_name="python3", execution_timeout=timeout)
-        finally:
-            for k, v in env_before.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         seconds = time.perf_counter() - start
         metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
     report = {

@@ -9,6 +9,7 @@ cell earns its points when it runs without an error).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import os
@@ -31,7 +32,23 @@ __all__ = [
     "substitute",
     "execute",
     "cell_scores",
+    "environment",
 ]
+
+
+@contextlib.contextmanager
+def environment(**variables: str):
+    """Set environment variables (inherited by the kernels started inside) and restore them after."""
+    saved = {k: os.environ.get(k) for k in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 @dataclass(frozen=True)
@@ -103,20 +120,11 @@ def substitute(nb, mutant: Mutant, *, truncate: bool = True):
 def execute(nb, *, cwd: Path, profile: str = "smoke", timeout: int = 300, allow_errors: bool = True):
     """Execute ``nb`` in a fresh kernel with the profile forced; return (executed nb, seconds)."""
     nb = copy.deepcopy(nb)
-    saved = {k: os.environ.get(k) for k in ("ATTNLAB_FORCE_PROFILE", "ATTNLAB_PROGRESS")}
-    os.environ["ATTNLAB_FORCE_PROFILE"] = profile
-    os.environ["ATTNLAB_PROGRESS"] = "off"
-    try:
+    with environment(ATTNLAB_FORCE_PROFILE=profile, ATTNLAB_PROGRESS="off"):
         start = time.perf_counter()
         NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
                        resources={"metadata": {"path": str(cwd)}}).execute()
         return nb, time.perf_counter() - start
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def cell_scores(nb) -> dict[str, float]:
