@@ -1,15 +1,18 @@
 """The machinery of `make gpu-reports`, exercised in the smoke profile on the CPU (CI has no GPU)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from attnlab.course import gpu_reports
 
+ROOT = Path(__file__).resolve().parents[1]
+
 
 @pytest.mark.slow
 def test_report_holds_device_versions_time_and_the_recorded_metrics(tmp_path):
-    report = gpu_reports.run_lab("lab03_transformer", tmp_path, profile="smoke")
+    report = gpu_reports.run_lab("lab03_transformer", tmp_path, root=ROOT, profile="smoke")
     written = json.loads((tmp_path / "lab03_transformer.json").read_text())
     assert written == report
     assert report["profile"] == "smoke" and report["torch"] and report["device"]

@@ -21,7 +21,7 @@ import pytest
 
 from attnlab.course import grade, harness, release, sandbox
 
-LABS = release.lab_names()
+LABS = release.lab_names(Path(__file__).resolve().parents[1])
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sandbox.available()[0], reason=sandbox.available()[1])]
 
 
@@ -46,7 +46,7 @@ def graded(request, tmp_path_factory, root):
 
     lab = request.param
     data = shared_run(tmp_path_factory, f"grading-class-{lab}", lambda shared: _run_class(lab, shared, root))
-    mutant = next(m for m in harness.load_mutants(lab) if m.name == data["mutant"])
+    mutant = next(m for m in harness.load_mutants(lab, root) if m.name == data["mutant"])
     return {"lab": lab, "course": Path(data["course"]), "result": grade.ClassResult.load(Path(data["result"])),
             "mutant": mutant}
 
@@ -60,7 +60,7 @@ def _run_class(lab: str, shared: Path, root: Path) -> dict:
     name = f"{lab}.ipynb"
     released = nbformat.read(str(released_dir / name), as_version=4)
     solution = nbformat.read(str(course / "solutions" / lab / name), as_version=4)
-    mutant = harness.load_mutants(lab)[0]
+    mutant = harness.load_mutants(lab, root)[0]
     mutated = _with_solutions(released, solution)
     for cell in mutated.cells:
         if _nbg(cell).get("grade_id") == mutant.exercise:

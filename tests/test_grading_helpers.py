@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from attnlab import grading as G
-from attnlab.course import grade, preflight, sandbox
+from attnlab.course import feedback, grade, preflight, sandbox
 
 FIXTURE_SRC = Path(__file__).resolve().parent / "fixtures" / "course" / "solutions" / "lab99_fixture" / "lab99_fixture.ipynb"
 
@@ -139,8 +139,8 @@ def test_feedback_hides_hidden_tests(source):
     test.outputs = [nbformat.v4.new_output("error", ename="AssertionError", evalue="softmax of large inputs: bad",
                                            traceback=["big = torch.randn(4, 7, generator=g) * 1000.0", "AssertionError"])]
     nb.cells[4].outputs = [nbformat.v4.new_output("stream", name="stdout", text="big = torch.randn(4, 7, generator=g) * 1000.0\n")]
-    hidden = grade._hidden_lines(source)
-    clean = grade.sanitize_for_feedback(nb, hidden)
+    hidden = feedback.hidden_lines(source)
+    clean = feedback.sanitize_for_feedback(nb, hidden)
     text = nbformat.writes(clean)
     assert "BEGIN HIDDEN TESTS" not in text and "1000.0" not in text
     assert "hidden tests were run here" in clean.cells[5].source

@@ -23,8 +23,9 @@ import pytest
 
 from attnlab.course import harness, release
 
-LABS = release.lab_names()
-MUTANTS = [(lab, m) for lab in LABS for m in harness.load_mutants(lab)]
+ROOT = Path(__file__).resolve().parents[1]
+LABS = release.lab_names(ROOT)
+MUTANTS = [(lab, m) for lab in LABS for m in harness.load_mutants(lab, ROOT)]
 TIMES = Path(__file__).resolve().parents[1] / "build" / "reports" / "smoke_times"
 
 
@@ -35,7 +36,7 @@ def test_there_are_labs():
 @pytest.mark.slow
 @pytest.mark.parametrize("lab", LABS)
 def test_release_is_in_sync_with_solution(lab, tmp_path, root):
-    generated = release.generate(lab, tmp_path)
+    generated = release.generate(lab, tmp_path, root=root)
     committed = root / "labs" / lab
     gen_files = sorted(p.relative_to(generated) for p in generated.rglob("*") if p.is_file())
     com_files = sorted(p.relative_to(committed) for p in committed.rglob("*") if p.is_file()) if committed.exists() else []
@@ -52,7 +53,7 @@ def test_lab_anatomy(lab, root):
     folder = root / "solutions" / lab
     others = [p.name for p in folder.iterdir() if p.suffix != ".ipynb"]
     assert not others, f"solutions/{lab} may hold only notebooks (nbgrader copies every file to students): {others}"
-    nb = harness.read(harness.solution_path(lab))
+    nb = harness.read(harness.solution_path(lab, ROOT))
     first = nb.cells[0]
     assert first.cell_type == "code" and "parameters" in first.metadata.get("tags", []), "the first cell must be tagged 'parameters'"
     assert "profile" in first.source and "seed" in first.source, "the parameters cell must define profile and seed"
@@ -84,7 +85,7 @@ def test_solution_passes_every_test_cell_in_smoke_profile(lab, tmp_path, root):
     start = time.perf_counter()
     out = tmp_path / f"{lab}.ipynb"
     # papermill raises PapermillExecutionError (with the traceback) if any cell fails
-    pm.execute_notebook(str(harness.solution_path(lab)), str(out), parameters={"profile": "smoke"},
+    pm.execute_notebook(str(harness.solution_path(lab, ROOT)), str(out), parameters={"profile": "smoke"},
                         cwd=str(tmp_path), progress_bar=False, kernel_name="python3")
     seconds = time.perf_counter() - start
     nb = harness.read(out)
@@ -96,8 +97,8 @@ def test_solution_passes_every_test_cell_in_smoke_profile(lab, tmp_path, root):
 
 @pytest.mark.parametrize("lab", LABS)
 def test_every_exercise_has_two_mutants(lab):
-    nb = harness.read(harness.solution_path(lab))
-    mutants = harness.load_mutants(lab)
+    nb = harness.read(harness.solution_path(lab, ROOT))
+    mutants = harness.load_mutants(lab, ROOT)
     for ex in harness.exercises(nb):
         names = [m.name for m in mutants if m.exercise == ex]
         assert len(names) >= 2, f"{lab}: exercise {ex} has {len(names)} mutant(s) in tests/mutants/{lab}.py; at least 2 needed"
@@ -105,10 +106,38 @@ def test_every_exercise_has_two_mutants(lab):
     assert not unknown, f"mutants for exercises that do not exist: {unknown}"
 
 
+@pytest.mark.parametrize("lab", LABS)
+def test_every_mutant_is_an_edit_that_applies(lab):
+    """Each mutant's edit matches its solution cell exactly once and changes it; a whole-cell
+    mutant says why it cannot be an edit."""
+    nb = harness.read(harness.solution_path(lab, ROOT))
+    for mutant in harness.load_mutants(lab, ROOT):
+        if mutant.source is not None:
+            assert mutant.because, f"{mutant.id}: a whole-cell mutant must say why it is not an edit"
+        solution = next(c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == mutant.exercise)
+        assert mutant.apply(solution) != solution, f"{mutant.id}: the mutant does not change the solution"
+
+
+def test_a_stale_edit_fails_loudly():
+    """A solution that changed under a mutant's edit makes the suite fail, not pass silently."""
+    lab = LABS[0]
+    nb = harness.read(harness.solution_path(lab, ROOT))
+    exercise = harness.exercises(nb)[0]
+    stale = harness.Mutant.edit(exercise, "stale", "describes code that is gone",
+                                replace=[("this text is not in any solution cell", "x")])
+    with pytest.raises(harness.MutantDoesNotApply, match="occurs 0 times"):
+        harness.substitute(nb, stale)
+    twice = harness.Mutant.edit(exercise, "ambiguous", "an edit that matches twice", replace=[("\n", "\n ")])
+    with pytest.raises(harness.MutantDoesNotApply, match="exactly once"):
+        harness.substitute(nb, twice)
+    with pytest.raises(ValueError, match="say why"):
+        harness.Mutant.rewrite(exercise, "whole", "a different program", source="pass", because=" ")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("lab,mutant", MUTANTS, ids=[f"{lab}-{m.exercise}-{m.name}" for lab, m in MUTANTS])
 def test_mutant_loses_points(lab, mutant, tmp_path):
-    nb = harness.read(harness.solution_path(lab))
+    nb = harness.read(harness.solution_path(lab, ROOT))
     executed, _ = harness.execute(harness.substitute(nb, mutant), cwd=tmp_path)
     scores = harness.cell_scores(executed)
     mine = harness.tests_of(nb, mutant.exercise)

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .harness import environment
-from .release import ROOT, lab_names
+from .notebook import find_course_root, lab_names, solution_path
 
 __all__ = ["run_lab", "main"]
 
@@ -30,11 +30,11 @@ def _device_name() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
 
 
-def run_lab(lab: str, out_dir: Path, *, profile: str = "full", timeout: int = 1800) -> dict:
+def run_lab(lab: str, out_dir: Path, *, root: Path, profile: str = "full", timeout: int = 1800) -> dict:
     """Execute ``solutions/<lab>`` in ``profile``; return and write its report."""
     import papermill as pm
 
-    src = ROOT / "solutions" / lab / f"{lab}.ipynb"
+    src = solution_path(lab, root)
     with tempfile.TemporaryDirectory(prefix=f"attnlab-{lab}-") as tmp:
         metrics_file = Path(tmp) / "metrics.json"
         start = time.perf_counter()
@@ -63,12 +63,14 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("labs", nargs="*", help="lab folder names (default: all)")
     parser.add_argument("--allow-cpu", action="store_true", help="run without CUDA (report goes to reports/cpu-full/)")
+    parser.add_argument("--course", type=Path, default=None, help="course root (default: found from the working directory)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available() and not args.allow_cpu:
         sys.exit("gpu-reports: no CUDA device here; the full profile is meant for a GPU (use --allow-cpu to force)")
-    out_dir = ROOT / "reports" / ("gpu" if torch.cuda.is_available() else "cpu-full")
-    for lab in args.labs or lab_names():
-        report = run_lab(lab, out_dir)
+    root = find_course_root(args.course)
+    out_dir = root / "reports" / ("gpu" if torch.cuda.is_available() else "cpu-full")
+    for lab in args.labs or lab_names(root):
+        report = run_lab(lab, out_dir, root=root)
         print(f"{lab}: {report['seconds']} s on {report['device']}: {report['metrics']}")
 
 

@@ -17,13 +17,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import nbformat
 from nbclient import NotebookClient
 
-from .release import ROOT, lab_names
+from . import notebook
+from .notebook import lab_names
 
 __all__ = [
     "Mutant",
+    "MutantDoesNotApply",
     "lab_names",
     "solution_path",
     "load_mutants",
@@ -33,6 +34,8 @@ __all__ = [
     "execute",
     "cell_scores",
     "environment",
+    "error_of",
+    "read",
 ]
 
 
@@ -51,27 +54,66 @@ def environment(**variables: str):
                 os.environ[k] = v
 
 
+class MutantDoesNotApply(ValueError):
+    """A mutant's edit no longer matches its solution cell (the solution changed under it)."""
+
+
 @dataclass(frozen=True)
 class Mutant:
-    """A plausible wrong answer: ``source`` replaces the whole solution cell ``exercise``."""
+    """A plausible wrong answer to one exercise, written as an **edit of the solution cell**.
+
+    Build one with :meth:`Mutant.edit` (the usual case: each ``(old, new)`` pair replaces text
+    that must occur exactly once in the solution cell, so a mutant says precisely which mistake it
+    makes and fails loudly when the solution changes under it) or :meth:`Mutant.rewrite` (the
+    whole cell, only where the mistake is a different program; ``because`` says why).
+    """
 
     exercise: str
     name: str
     why: str
-    source: str
+    replace: tuple[tuple[str, str], ...] = ()
+    source: str | None = None
+    because: str | None = None
+
+    @classmethod
+    def edit(cls, exercise: str, name: str, why: str, *, replace: list[tuple[str, str]]) -> "Mutant":
+        """The solution cell of ``exercise`` with each ``old`` (occurring exactly once) replaced by ``new``."""
+        if not replace:
+            raise ValueError(f"mutant {exercise}:{name}: an edit needs at least one (old, new) pair")
+        return cls(exercise, name, why, replace=tuple((old, new) for old, new in replace))
+
+    @classmethod
+    def rewrite(cls, exercise: str, name: str, why: str, *, source: str, because: str) -> "Mutant":
+        """A whole-cell mutant; ``because`` says why it cannot be an edit of the solution."""
+        if not because.strip():
+            raise ValueError(f"mutant {exercise}:{name}: say why it cannot be an edit")
+        return cls(exercise, name, why, source=source, because=because)
 
     @property
     def id(self) -> str:
         return f"{self.exercise}:{self.name}"
 
+    def apply(self, solution: str) -> str:
+        """The mutated source of a solution cell whose source is ``solution``."""
+        if self.source is not None:
+            return self.source.strip("\n")
+        for old, new in self.replace:
+            count = solution.count(old)
+            if count != 1:
+                raise MutantDoesNotApply(
+                    f"mutant {self.id}: the text to replace occurs {count} times in the solution cell "
+                    f"(exactly once needed); update tests/mutants/ to the solution:\n{old}")
+            solution = solution.replace(old, new)
+        return solution
 
-def solution_path(lab: str, root: Path = ROOT) -> Path:
-    return root / "solutions" / lab / f"{lab}.ipynb"
+
+def solution_path(lab: str, root: Path) -> Path:
+    return notebook.solution_path(lab, root)
 
 
-def load_mutants(lab: str, root: Path = ROOT) -> list[Mutant]:
+def load_mutants(lab: str, root: Path) -> list[Mutant]:
     """The ``MUTANTS`` list of ``tests/mutants/<lab>.py`` (empty if the file is missing)."""
-    path = root / "tests" / "mutants" / f"{lab}.py"
+    path = Path(root) / "tests" / "mutants" / f"{lab}.py"
     if not path.exists():
         return []
     spec = importlib.util.spec_from_file_location(f"mutants_{lab}", path)
@@ -80,24 +122,10 @@ def load_mutants(lab: str, root: Path = ROOT) -> list[Mutant]:
     return list(module.MUTANTS)
 
 
-def _nbgrader(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
-
-
-def exercises(nb) -> list[str]:
-    """Grade ids of the solution cells, in notebook order."""
-    return [_nbgrader(c)["grade_id"] for c in nb.cells if _nbgrader(c).get("solution")]
-
-
-def test_cells(nb) -> dict[str, float]:
-    """Grade id -> points of every autograded test cell, in notebook order."""
-    return {_nbgrader(c)["grade_id"]: float(_nbgrader(c).get("points", 0))
-            for c in nb.cells if _nbgrader(c).get("grade") and c.cell_type == "code"}
-
-
-def tests_of(nb, exercise: str) -> list[str]:
-    """The test cells that hold ``exercise``: ids starting with ``test_<exercise>``."""
-    return [gid for gid in test_cells(nb) if gid.startswith(f"test_{exercise}")]
+exercises = notebook.exercises
+test_cells = notebook.test_cells
+tests_of = notebook.tests_of
+read = notebook.read
 
 
 def substitute(nb, mutant: Mutant, *, truncate: bool = True):
@@ -107,10 +135,11 @@ def substitute(nb, mutant: Mutant, *, truncate: bool = True):
     its score and would only cost time).
     """
     nb = copy.deepcopy(nb)
-    ids = [_nbgrader(c).get("grade_id") for c in nb.cells]
+    ids = [notebook.grade_id(c) for c in nb.cells]
     if mutant.exercise not in ids:
         raise KeyError(f"mutant {mutant.id}: no solution cell {mutant.exercise!r}")
-    nb.cells[ids.index(mutant.exercise)].source = mutant.source.strip("\n")
+    cell = nb.cells[ids.index(mutant.exercise)]
+    cell.source = mutant.apply(cell.source)
     if truncate:
         last = max(ids.index(t) for t in tests_of(nb, mutant.exercise))
         nb.cells = nb.cells[: last + 1]
@@ -131,22 +160,18 @@ def cell_scores(nb) -> dict[str, float]:
     """Points earned by each test cell of an executed notebook (all or nothing, as nbgrader)."""
     scores = {}
     for c in nb.cells:
-        meta = _nbgrader(c)
-        if meta.get("grade") and c.cell_type == "code":
+        if notebook.is_test_cell(c):
             failed = any(o.get("output_type") == "error" for o in c.get("outputs", []))
-            scores[meta["grade_id"]] = 0.0 if failed else float(meta.get("points", 0))
+            scores[notebook.grade_id(c)] = 0.0 if failed else float(notebook.nbgrader_meta(c).get("points", 0))
     return scores
 
 
 def error_of(nb, grade_id: str) -> str:
     """The error a test cell raised ('' if none): for messages."""
     for c in nb.cells:
-        if _nbgrader(c).get("grade_id") == grade_id:
+        if notebook.grade_id(c) == grade_id:
             for o in c.get("outputs", []):
                 if o.get("output_type") == "error":
                     return f"{o.get('ename')}: {o.get('evalue')}"
     return ""
 
-
-def read(path: Path):
-    return nbformat.read(str(path), as_version=4)

@@ -24,7 +24,6 @@ students; see ``attnlab.course.grade``.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
@@ -34,12 +33,9 @@ import types
 
 from ipykernel.ipkernel import IPythonKernel
 
+from .notebook import cell_hash
+
 _SNAP_PREFIXES = ("torch", "numpy", "attnlab", "math", "warnings", "builtins", "scipy", "einops")
-_CLASS_NAMES = ("torch.Tensor", "torch.nn.Module", "torch.nn.Parameter")
-
-
-def _sha(code: str) -> str:
-    return hashlib.sha256(code.strip().encode("utf-8")).hexdigest()
 
 
 def _import_attnlab() -> None:
@@ -146,7 +142,7 @@ class GuardedKernel(IPythonKernel):
 
     # -- executing -------------------------------------------------------------------------------
     async def do_execute(self, code, silent, *args, **kwargs):
-        digest = _sha(code)
+        digest = cell_hash(code)
         trusted = digest in self._trusted
         is_test = digest in self._tests
         before = dict(self.shell.user_ns) if trusted else None

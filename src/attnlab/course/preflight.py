@@ -21,6 +21,8 @@ from pathlib import Path
 
 import nbformat
 
+from .notebook import nbgrader_meta, visible_source
+
 __all__ = ["MAX_BYTES", "Preflight", "cell_ids", "check_submission"]
 
 MAX_BYTES = 20 * 1024 * 1024
@@ -44,16 +46,11 @@ class Preflight:
         return self.problems + self.repairs + self.notes
 
 
-def _nbgrader(cell) -> dict:
-    meta = cell.get("metadata", {}).get("nbgrader")
-    return meta if isinstance(meta, dict) else {}
-
-
 def cell_ids(nb) -> dict[str, str]:
     """``grade_id -> kind`` ('test', 'solution', 'locked') of the nbgrader cells of a notebook."""
     out = {}
     for cell in nb.cells:
-        meta = _nbgrader(cell)
+        meta = nbgrader_meta(cell)
         gid = meta.get("grade_id")
         if not gid:
             continue
@@ -92,19 +89,6 @@ def _load(path: Path) -> tuple[nbformat.NotebookNode | None, str | None, str | N
     return nb, None, None
 
 
-def _visible(source: str) -> str:
-    """A cell's source as released: the hidden-test region (markers included) removed."""
-    out, inside = [], False
-    for line in source.splitlines():
-        if "### BEGIN HIDDEN TESTS" in line:
-            inside = True
-        elif "### END HIDDEN TESTS" in line:
-            inside = False
-        elif not inside:
-            out.append(line.rstrip())
-    return "\n".join(out).strip()
-
-
 def _copy_meta(cell) -> dict:
     meta = json.loads(json.dumps(cell.metadata["nbgrader"]))
     meta.pop("checksum", None)
@@ -112,12 +96,12 @@ def _copy_meta(cell) -> dict:
 
 
 def _repair(nb, source, name: str, pf: Preflight) -> None:
-    src_cells = {(_nbgrader(c).get("grade_id")): c for c in source.cells if _nbgrader(c).get("grade_id")}
+    src_cells = {(nbgrader_meta(c).get("grade_id")): c for c in source.cells if nbgrader_meta(c).get("grade_id")}
     src_kind = cell_ids(source)
     # 1. duplicated grade ids: keep the first, unmark the others
     seen: set[str] = set()
     for cell in nb.cells:
-        gid = _nbgrader(cell).get("grade_id")
+        gid = nbgrader_meta(cell).get("grade_id")
         if not gid:
             continue
         if gid in seen:
@@ -128,13 +112,13 @@ def _repair(nb, source, name: str, pf: Preflight) -> None:
     # 2. stripped metadata: a cell whose source is one of the lab's locked or test cells (as
     #    released: hidden tests removed) gets its marks back; so does the answer cell just before
     #    a test cell of its exercise
-    by_source = {_visible(c.source): gid for gid, c in src_cells.items()
-                 if src_kind[gid] in ("test", "locked") and _visible(c.source)}
+    by_source = {visible_source(c.source): gid for gid, c in src_cells.items()
+                 if src_kind[gid] in ("test", "locked") and visible_source(c.source)}
     restored = []
     for cell in nb.cells:
-        if _nbgrader(cell):
+        if nbgrader_meta(cell):
             continue
-        gid = by_source.get(_visible(cell.get("source", "")))
+        gid = by_source.get(visible_source(cell.get("source", "")))
         if gid and gid not in seen and cell.cell_type == src_cells[gid].cell_type:
             cell.metadata["nbgrader"] = _copy_meta(src_cells[gid])
             seen.add(gid)
@@ -144,13 +128,13 @@ def _repair(nb, source, name: str, pf: Preflight) -> None:
         if sol in seen:
             continue
         first_test = next((i for i, c in enumerate(nb.cells)
-                           if str(_nbgrader(c).get("grade_id", "")).startswith(f"test_{sol}")), None)
+                           if str(nbgrader_meta(c).get("grade_id", "")).startswith(f"test_{sol}")), None)
         if first_test is None:
             continue
         i = first_test - 1
-        while i >= 0 and not _nbgrader(nb.cells[i]) and nb.cells[i].cell_type != "code":
+        while i >= 0 and not nbgrader_meta(nb.cells[i]) and nb.cells[i].cell_type != "code":
             i -= 1
-        if i >= 0 and not _nbgrader(nb.cells[i]) and nb.cells[i].cell_type == "code":
+        if i >= 0 and not nbgrader_meta(nb.cells[i]) and nb.cells[i].cell_type == "code":
             nb.cells[i].metadata["nbgrader"] = _copy_meta(src_cells[sol])
             seen.add(sol)
             restored.append(sol)

@@ -1,7 +1,7 @@
 """Regenerate ``labs/`` from ``solutions/`` with ``nbgrader generate_assignment``.
 
-``python -m attnlab.course.release [LAB ...]`` (``make release``) releases every lab, or the ones
-named. The release is done in a temporary copy of the course, so the gradebook and the real
+``python -m attnlab.course.release [LAB ...] [--course DIR]`` (``make release``) releases every lab,
+or the ones named, of the course found from the working directory (or ``--course``). The release is done in a temporary copy of the course, so the gradebook and the real
 ``labs/`` are touched only when the generated notebooks are copied back; a lab folder in
 ``solutions/`` may hold only notebooks (nbgrader would hand any other file to students).
 """
@@ -15,14 +15,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["ROOT", "lab_names", "generate", "release"]
+from .notebook import find_course_root, lab_names
 
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def lab_names(root: Path = ROOT) -> list[str]:
-    """The labs of the course: every ``solutions/lab*/`` folder, sorted."""
-    return sorted(p.name for p in (root / "solutions").glob("lab*") if p.is_dir())
+__all__ = ["lab_names", "generate", "release", "main"]
 
 
 def _check_sources(lab_dir: Path) -> None:
@@ -34,7 +29,7 @@ def _check_sources(lab_dir: Path) -> None:
         )
 
 
-def generate(lab: str, out_dir: Path, *, root: Path = ROOT) -> Path:
+def generate(lab: str, out_dir: Path, *, root: Path) -> Path:
     """Run ``nbgrader generate_assignment`` for ``lab`` in a scratch course; put the result in ``out_dir/lab``."""
     src = root / "solutions" / lab
     if not src.is_dir():
@@ -57,7 +52,7 @@ def generate(lab: str, out_dir: Path, *, root: Path = ROOT) -> Path:
     return dest
 
 
-def release(labs: list[str] | None = None, *, root: Path = ROOT) -> list[Path]:
+def release(labs: list[str] | None = None, *, root: Path) -> list[Path]:
     """Regenerate ``labs/<lab>/`` for each lab (all by default)."""
     return [generate(lab, root / "labs", root=root) for lab in (labs or lab_names(root))]
 
@@ -65,9 +60,11 @@ def release(labs: list[str] | None = None, *, root: Path = ROOT) -> list[Path]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("labs", nargs="*", help="lab folder names (default: all)")
+    parser.add_argument("--course", type=Path, default=None, help="course root (default: found from the working directory)")
     args = parser.parse_args(argv)
-    for path in release(args.labs or None):
-        print(f"released {path.relative_to(ROOT)}")
+    root = find_course_root(args.course)
+    for path in release(args.labs or None, root=root):
+        print(f"released {path.relative_to(root)}")
 
 
 if __name__ == "__main__":
