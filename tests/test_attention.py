@@ -137,13 +137,15 @@ def test_mha_matches_torch_multihead_attention_self_attention(need_weights):
     mha = A.MultiHeadAttention(dim=16, num_heads=4).eval()
     ref = _copy_into_torch_mha(mha)
     x = torch.randn(3, 5, 16)
-    out, w = mha(x, need_weights=need_weights)
+    result = mha(x, need_weights=need_weights)
     ref_out, ref_w = ref(x, x, x, need_weights=True, average_attn_weights=False)
-    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
-    if need_weights:
+    if need_weights:  # weights only when asked: (output, weights); else the output alone
+        out, w = result
         torch.testing.assert_close(w, ref_w, rtol=1e-5, atol=1e-6)
     else:
-        assert w is None
+        assert isinstance(result, torch.Tensor)
+        out = result
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
 
 
 def test_mha_matches_torch_with_causal_mask_and_cross_attention():
@@ -158,7 +160,7 @@ def test_mha_matches_torch_with_causal_mask_and_cross_attention():
     torch.testing.assert_close(w, ref_w, rtol=1e-5, atol=1e-6)
     # cross-attention: 4 decoder queries attend over 6 encoder states
     y = torch.randn(2, 4, 16)
-    out, _ = mha(y, x)
+    out = mha(y, x)
     ref_out, _ = ref(y, x, x)
     torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
 
@@ -169,7 +171,7 @@ def test_mha_matches_torch_with_padding_mask():
     ref = _copy_into_torch_mha(mha)
     x = torch.randn(2, 5, 8)
     lengths = torch.tensor([5, 3])
-    out, _ = mha(x, mask=A.padding_mask(lengths, 5))
+    out = mha(x, mask=A.padding_mask(lengths, 5))
     key_padding = torch.arange(5)[None] >= lengths[:, None]   # (B, T_k) True = pad, torch's convention
     ref_out, _ = ref(x, x, x, key_padding_mask=key_padding)
     torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)

@@ -10,6 +10,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 
 from attnlab import cnn
+from attnlab.measure import count_flops, count_parameters
 
 
 def gen(seed=0):
@@ -105,7 +106,7 @@ def test_pooling_equals_torch(kernel, stride, size):
 
 
 def test_pooling_has_no_parameters_and_keeps_channels():
-    assert cnn.count_parameters(nn.MaxPool2d(2)) == 0 and cnn.count_parameters(nn.AvgPool2d(2)) == 0
+    assert count_parameters(nn.MaxPool2d(2)) == 0 and count_parameters(nn.AvgPool2d(2)) == 0
     x = torch.randn(1, 5, 6, 6, generator=gen(6))
     assert cnn.max_pool2d(x, 2).shape == (1, 5, 3, 3)
 
@@ -141,24 +142,24 @@ def test_two_3x3_see_as_far_as_one_5x5():
 def test_vgg_18c2_vs_25c2(c):
     two_3x3 = nn.Sequential(nn.Conv2d(c, c, 3, bias=False), nn.Conv2d(c, c, 3, bias=False))
     one_5x5 = nn.Conv2d(c, c, 5, bias=False)
-    assert cnn.count_parameters(two_3x3) == 18 * c * c == 2 * cnn.conv_parameters(c, c, 3, bias=False)
-    assert cnn.count_parameters(one_5x5) == 25 * c * c == cnn.conv_parameters(c, c, 5, bias=False)
-    assert cnn.count_parameters(nn.Conv2d(c, 2 * c, 3)) == cnn.conv_parameters(c, 2 * c, 3)
+    assert count_parameters(two_3x3) == 18 * c * c == 2 * cnn.conv_parameters(c, c, 3, bias=False)
+    assert count_parameters(one_5x5) == 25 * c * c == cnn.conv_parameters(c, c, 5, bias=False)
+    assert count_parameters(nn.Conv2d(c, 2 * c, 3)) == cnn.conv_parameters(c, 2 * c, 3)
 
 
 def test_count_flops_matches_hand_formula():
     B, c_in, c_out, k, size = 2, 3, 8, 3, 10
     conv = nn.Conv2d(c_in, c_out, k, stride=2, padding=1)
     ho = cnn.conv_output_size(size, k, 2, 1)
-    assert cnn.count_flops(conv, torch.zeros(B, c_in, size, size)) == 2 * B * c_out * ho * ho * c_in * k * k
-    assert cnn.count_flops(nn.Linear(20, 7), torch.zeros(5, 20)) == 2 * 5 * 20 * 7
+    assert count_flops(conv, torch.zeros(B, c_in, size, size)) == 2 * B * c_out * ho * ho * c_in * k * k
+    assert count_flops(nn.Linear(20, 7), torch.zeros(5, 20)) == 2 * 5 * 20 * 7
 
 
 # --- AlexNet ----------------------------------------------------------------------------------------------
 
 def test_tiny_alexnet_shapes_and_dropout():
     torch.manual_seed(0)
-    net = cnn.TinyAlexNet(width=4)
+    net = cnn.TinyAlexNet(channels=4)
     x = torch.randn(6, 1, 8, 8, generator=gen(7))
     net.eval()
     a, b = net(x), net(x)
@@ -236,33 +237,20 @@ def test_scalable_cnn_scaling_laws():
     convs = lambda m: sum(isinstance(mod, nn.Conv2d) for mod in m.modules())  # noqa: E731
     assert convs(base) == 1 + 1 + 2 + 2
     assert convs(cnn.ScalableCNN(depth_mult=2.0)) == 1 + 2 + 4 + 4
-    f0 = cnn.count_flops(base, x)
+    f0 = count_flops(base, x)
     # width x2: conv FLOPs are C_in * C_out, so x4 (the stem's 3 input channels do not double)
-    f_w = cnn.count_flops(cnn.ScalableCNN(width_mult=2.0), x)
+    f_w = count_flops(cnn.ScalableCNN(width_mult=2.0), x)
     assert 3.5 < f_w / f0 < 4.0
     # resolution x2: every feature map has 4x the positions
-    f_r = cnn.count_flops(base, torch.zeros(1, 3, 64, 64))
+    f_r = count_flops(base, torch.zeros(1, 3, 64, 64))
     assert 3.95 < f_r / f0 <= 4.0
     # depth x2: twice the layers per stage, so about twice the FLOPs
-    f_d = cnn.count_flops(cnn.ScalableCNN(depth_mult=2.0), x)
+    f_d = count_flops(cnn.ScalableCNN(depth_mult=2.0), x)
     assert 1.8 < f_d / f0 < 2.2
     # the model's own conv layers, summed by hand, equal the counter
     assert f0 - 2 * 64 * 10 == sum(
         2 * m.out_channels * m.in_channels * 9 * (32 // s) ** 2
         for m, s in zip([mod for mod in base.modules() if isinstance(mod, nn.Conv2d)], [1, 2, 4, 4, 8, 8]))
-
-
-# --- data ----------------------------------------------------------------------------------------------------
-
-def test_digits_tensors():
-    xtr, ytr, xte, yte = cnn.digits_tensors(seed=3)
-    assert xtr.shape[1:] == (1, 8, 8) and xtr.dtype == torch.float32 and ytr.dtype == torch.int64
-    assert len(xtr) + len(xte) == 1797 and len(xte) == round(0.25 * 1797)
-    assert float(xtr.min()) >= 0.0 and float(xtr.max()) == 1.0
-    assert set(ytr.tolist()) == set(range(10))
-    again = cnn.digits_tensors(seed=3)
-    assert torch.equal(again[0], xtr) and torch.equal(again[3], yte)
-    assert not torch.equal(cnn.digits_tensors(seed=4)[1], ytr)
 
 
 # --- devices ---------------------------------------------------------------------------------------------------
@@ -278,7 +266,7 @@ def test_models_are_device_agnostic_on_the_meta_device():
     meta = torch.device("meta")
     x = torch.zeros(4, 1, 8, 8, device=meta)
     labels = torch.zeros(4, dtype=torch.long, device=meta)
-    for model in (cnn.TinyAlexNet(width=4), cnn.ScalableCNN(width_mult=0.25, in_channels=1)):
+    for model in (cnn.TinyAlexNet(channels=4), cnn.ScalableCNN(width_mult=0.25, in_channels=1)):
         model = model.to(meta).train()
         logits = model(x)
         assert logits.shape == (4, 10) and logits.device == meta

@@ -31,7 +31,7 @@ def test_rnn_cell_unrolled_equals_torch_rnn():
 
 
 def test_rnn_module_states_and_outputs():
-    model = RNN(input_size=3, hidden_size=6, output_size=2).double()
+    model = RNN(in_dim=3, dim=6, out_dim=2).double()
     ref = nn.RNN(3, 6, batch_first=True).double()
     with torch.no_grad():
         ref.weight_ih_l0.copy_(model.U1)
@@ -67,7 +67,7 @@ def test_lstm_cell_unrolled_equals_torch_lstm():
 
 
 def test_lstm_module_equals_torch_lstm_and_forget_bias():
-    model = LSTM(input_size=3, hidden_size=4, forget_bias=2.0).double()
+    model = LSTM(in_dim=3, dim=4, forget_bias=2.0).double()
     ref = nn.LSTM(3, 4, batch_first=True).double()
     with torch.no_grad():
         ref.weight_ih_l0.copy_(model.W_ih)
@@ -87,7 +87,7 @@ def test_lstm_module_equals_torch_lstm_and_forget_bias():
 
 
 def test_gradient_norms_match_autograd_on_torch_rnn():
-    model = RNN(input_size=3, hidden_size=8, output_size=1).double()
+    model = RNN(in_dim=3, dim=8, out_dim=1).double()
     ref = nn.RNN(3, 8, batch_first=True).double()
     with torch.no_grad():
         ref.weight_ih_l0.copy_(model.U1)
@@ -106,7 +106,7 @@ def test_gradient_norms_match_autograd_on_torch_rnn():
 
 def test_vanilla_rnn_gradients_vanish_with_distance():
     torch.manual_seed(0)
-    model = RNN(input_size=8, hidden_size=32, output_size=1)
+    model = RNN(in_dim=8, dim=32, out_dim=1)
     x = torch.randn(64, 60, 8, generator=torch.Generator().manual_seed(7))
     norms = gradient_norms_through_time(model, x)
     near, far = norms[-5:].mean(), norms[:5].mean()   # distance 0-4 vs 55-59

@@ -170,8 +170,8 @@ def test_colour_opponents_separate_red_from_green_at_equal_intensity():
 
 
 def test_search_displays_are_deterministic_and_have_one_odd_item():
-    a = S.make_displays(3, seed=11, feature="colour")
-    b = S.make_displays(3, seed=11, feature="colour")
+    a = S.make_displays(3, generator=torch.Generator().manual_seed(11), feature="colour")
+    b = S.make_displays(3, generator=torch.Generator().manual_seed(11), feature="colour")
     for da, db in zip(a, b):
         assert torch.equal(da.image, db.image) and da.target == db.target
     d = a[0]
@@ -182,7 +182,7 @@ def test_search_displays_are_deterministic_and_have_one_odd_item():
     for i in others[:5]:
         r, c = (int(v) for v in d.centres[i])
         assert torch.equal(d.image[:, r, c], torch.tensor([0.0, 1.0, 0.0]))       # distractors green
-    o = S.make_displays(1, seed=3, feature="orientation")[0]
+    o = S.make_displays(1, generator=torch.Generator().manual_seed(3), feature="orientation")[0]
     diff = (o.angles - o.angles[o.target]).abs()
     assert torch.allclose(diff[torch.arange(36) != o.target], torch.tensor(math.pi / 2))
     assert S.nearest_item(d, tuple(d.centres[d.target].tolist())) == d.target
@@ -223,7 +223,7 @@ def test_itti_koch_shapes_and_range():
 
 @pytest.mark.parametrize("feature", ["colour", "orientation"])
 def test_saliency_peak_finds_the_odd_item(feature):
-    displays = S.make_displays(10, seed=123, feature=feature)
+    displays = S.make_displays(10, generator=torch.Generator().manual_seed(123), feature=feature)
     hits = 0
     for d in displays:
         peak = Z.saliency_peak(Z.itti_koch_saliency(d.image).saliency, d.image.shape[-2:])

@@ -7,6 +7,7 @@ from torch import nn
 
 from attnlab.attention import scaled_dot_product_attention
 from attnlab.data import translation as tr
+from attnlab.data.tokens import PAD_ID
 from attnlab.seq2seq import (Encoder, Seq2Seq, additive_score, attend, bahdanau_attention, dot_score,
                              greedy_decode, qkv_attention, teacher_forcing_loss)
 
@@ -66,7 +67,7 @@ def test_qkv_attention_is_unscaled_sdpa():
 
 def test_encoder_last_state_ignores_padding():
     torch.manual_seed(0)
-    enc = Encoder(vocab_size=11, emb_size=4, hidden_size=6).double()
+    enc = Encoder(vocab_size=11, embed_dim=4, dim=6).double()
     src = torch.tensor([[5, 6, 7, 2], [8, 2, 0, 0]])
     states, (h, c) = enc(src, torch.tensor([4, 2]))
     assert states.shape == (2, 4, 6)
@@ -98,7 +99,7 @@ def test_teacher_forcing_loss_equals_one_call_lstm():
     hs, _ = ref(embed(tgt[:, :-1]), (h0[None], c0[None]))
     logits = out(hs)
     labels = tgt[:, 1:]
-    keep = labels != tr.PAD_ID
+    keep = labels != PAD_ID
     want = -torch.log_softmax(logits, -1).gather(-1, labels[..., None])[..., 0][keep].mean()
     torch.testing.assert_close(got, want)
 
@@ -138,7 +139,7 @@ def test_seq2seq_batched_equals_one_by_one():
     b, src_tok, tgt_tok = _batch(pairs)
     for attention in (None, "dot", "additive"):
         torch.manual_seed(2)
-        model = Seq2Seq(src_vocab=len(src_tok), tgt_vocab=len(tgt_tok), emb_size=8, hidden_size=12,
+        model = Seq2Seq(src_vocab=len(src_tok), tgt_vocab=len(tgt_tok), embed_dim=8, dim=12,
                         attention=attention).eval()
         toks, weights = model.translate(b.src, b.src_len, max_len=6)
         losses = []
@@ -161,7 +162,7 @@ def test_seq2seq_with_attention_learns_a_tiny_set():
     pairs = tr.korean_number_pairs(8, generator=G(5), digits=(2, 4))
     b, src_tok, tgt_tok = _batch(pairs)
     torch.manual_seed(3)
-    model = Seq2Seq(src_vocab=len(src_tok), tgt_vocab=len(tgt_tok), emb_size=16, hidden_size=32, attention="dot")
+    model = Seq2Seq(src_vocab=len(src_tok), tgt_vocab=len(tgt_tok), embed_dim=16, dim=32, attention="dot")
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     first = model.loss(b.src, b.src_len, b.tgt).item()
     threads = torch.get_num_threads()
@@ -208,7 +209,7 @@ def test_models_are_device_agnostic_on_the_meta_device(monkeypatch):
     src_len = torch.tensor([5, 3])          # packing wants the lengths on the CPU; the encoder copies them there
     tgt = torch.zeros(2, 6, dtype=torch.long, device=meta)
     for attention in (None, "dot", "additive"):
-        model = Seq2Seq(src_vocab=11, tgt_vocab=9, emb_size=4, hidden_size=6, attention=attention).to(meta)
+        model = Seq2Seq(src_vocab=11, tgt_vocab=9, embed_dim=4, dim=6, attention=attention).to(meta)
         states, (h, c) = model.encoder(src, src_len)
         assert states.shape == (2, 5, 6) and h.device == c.device == meta
         loss = model.loss(src, src_len, tgt)                      # teacher forcing through Decoder.step
@@ -220,7 +221,7 @@ def test_models_are_device_agnostic_on_the_meta_device(monkeypatch):
         assert weights is None if attention is None else (weights.shape == (2, 1, 5) and weights.device == meta)
     # the recurrent layers of the chapter's first sections (initial states made from x)
     x = torch.zeros(2, 4, 3, device=meta)
-    out, hs = RNN(input_size=3, hidden_size=5, output_size=2).to(meta)(x)
+    out, hs = RNN(in_dim=3, dim=5, out_dim=2).to(meta)(x)
     assert out.shape == (2, 4, 2) and out.device == hs.device == meta
-    hs, (h, c) = LSTM(input_size=3, hidden_size=5).to(meta)(x)
+    hs, (h, c) = LSTM(in_dim=3, dim=5).to(meta)(x)
     assert hs.shape == (2, 4, 5) and h.device == c.device == meta

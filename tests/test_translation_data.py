@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from attnlab.data import translation as tr
+from attnlab.data.tokens import EOS_ID, PAD_ID, SOS_ID
 
 # strptime patterns of each format (an independent reading of what format_date writes).
 STRPTIME = {
@@ -24,7 +25,7 @@ STRPTIME = {
 def test_tokenizer_specials_and_round_trip():
     tok = tr.CharTokenizer("abca")
     assert tok.itos[:3] == ["<PAD>", "<SOS>", "<EOS>"]
-    assert (tr.PAD_ID, tr.SOS_ID, tr.EOS_ID) == (0, 1, 2)
+    assert (PAD_ID, SOS_ID, EOS_ID) == (0, 1, 2)
     assert len(tok) == 6  # duplicates removed
     ids = tok.encode("cab", sos=True)
     assert ids == [1, 5, 3, 4, 2]
@@ -134,8 +135,8 @@ def test_make_batch_pads_and_frames():
     b = tr.make_batch(pairs, src_tok, tgt_tok)
     assert b.src.shape == (2, 7) and b.src.dtype == torch.long
     assert b.src_len.tolist() == [7, 2]
-    assert b.src[1, 1].item() == tr.EOS_ID and (b.src[1, 2:] == tr.PAD_ID).all()
+    assert b.src[1, 1].item() == EOS_ID and (b.src[1, 2:] == PAD_ID).all()
     assert b.tgt.shape == (2, 6)
-    assert b.tgt[:, 0].tolist() == [tr.SOS_ID, tr.SOS_ID]
+    assert b.tgt[:, 0].tolist() == [SOS_ID, SOS_ID]
     assert tgt_tok.decode(b.tgt[0]) == "3211" and tgt_tok.decode(b.tgt[1]) == "10"
-    assert b.tgt[1].tolist()[3:] == [tr.EOS_ID, tr.PAD_ID, tr.PAD_ID]
+    assert b.tgt[1].tolist()[3:] == [EOS_ID, PAD_ID, PAD_ID]

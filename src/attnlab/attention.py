@@ -9,7 +9,9 @@ softmax a masked key gets a weight of exactly zero.
 
 A query whose every key is masked (a *fully masked row*, e.g. a padding query) would give
 ``softmax([-inf, ..., -inf]) = NaN``. This package returns **zero weights and a zero output** for
-such a row instead, in both the teaching function and the fast path, so NaNs never reach the loss.
+such a row instead, in both the teaching function and the fast path, so NaNs never reach the loss:
+:func:`masked_softmax` (weights) and :func:`zero_fully_masked_rows` (outputs of the fused kernel)
+are the one place each that does so; every attention in the package goes through them.
 
 Teaching path and fast path
 ---------------------------
@@ -32,6 +34,8 @@ from torch import nn
 
 __all__ = [
     "masked_fill_scores",
+    "masked_softmax",
+    "zero_fully_masked_rows",
     "causal_mask",
     "padding_mask",
     "scaled_dot_product_attention",
@@ -40,6 +44,12 @@ __all__ = [
     "merge_heads",
     "MultiHeadAttention",
 ]
+
+
+def _checked(mask: torch.Tensor) -> torch.Tensor:
+    if mask.dtype != torch.bool:
+        raise TypeError(f"mask must be a bool tensor (True = may not be attended to), got {mask.dtype}")
+    return mask
 
 
 def masked_fill_scores(scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -51,9 +61,30 @@ def masked_fill_scores(scores: torch.Tensor, mask: torch.Tensor | None) -> torch
     """
     if mask is None:
         return scores
-    if mask.dtype != torch.bool:
-        raise TypeError(f"mask must be a bool tensor (True = may not be attended to), got {mask.dtype}")
-    return scores.masked_fill(mask, float("-inf"))
+    return scores.masked_fill(_checked(mask), float("-inf"))
+
+
+def masked_softmax(scores: torch.Tensor, mask: torch.Tensor | None, dim: int = -1) -> torch.Tensor:
+    """softmax of the scores over ``dim`` with masked keys at weight 0; a fully masked row is all zeros.
+
+    Args:
+        scores: (..., T_k) float logits (any layout; the softmax runs over ``dim``).
+        mask: bool broadcastable to ``scores``, True = may not be attended to, or ``None``.
+    """
+    weights = torch.softmax(masked_fill_scores(scores, mask), dim=dim)
+    return torch.nan_to_num(weights, nan=0.0)                     # fully masked row: 0/0 -> 0
+
+
+def zero_fully_masked_rows(out: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Zero the output rows of queries that may attend to no key (``mask`` all True on the row).
+
+    Args:
+        out: (..., T_q, D_v) attention output; mask: bool broadcastable to (..., T_q, T_k), or ``None``.
+    """
+    if mask is None:
+        return out
+    any_allowed = (~mask).any(dim=-1, keepdim=True)               # (..., T_q, 1)
+    return torch.where(any_allowed, out, torch.zeros((), dtype=out.dtype, device=out.device))
 
 
 def causal_mask(t_q: int, t_k: int | None = None, *, device: torch.device | str | None = None) -> torch.Tensor:
@@ -91,19 +122,17 @@ def scaled_dot_product_attention(
     Args:
         q: (..., T_q, Dh) queries.
         k: (..., T_k, Dh) keys.
-        v: (..., T_k, Dv) values.
+        v: (..., T_k, D_v) values.
         mask: optional bool, broadcastable to (..., T_q, T_k); True = may not be attended to.
 
     Returns:
-        output: (..., T_q, Dv), each row a weighted average of the values.
+        output: (..., T_q, D_v), each row a weighted average of the values.
         weights: (..., T_q, T_k), each row sums to one (zero for a fully masked row).
     """
     d_k = q.size(-1)
     scores = q @ k.transpose(-2, -1) / math.sqrt(d_k)          # (..., T_q, T_k)
-    scores = masked_fill_scores(scores, mask)
-    weights = torch.softmax(scores, dim=-1)                       # (..., T_q, T_k)
-    weights = torch.nan_to_num(weights, nan=0.0)                  # fully masked row -> zeros
-    return weights @ v, weights                                   # (..., T_q, Dv)
+    weights = masked_softmax(scores, mask)                        # (..., T_q, T_k); masked keys -> 0
+    return weights @ v, weights                                   # (..., T_q, D_v)
 
 
 def fast_attention(
@@ -116,12 +145,8 @@ def fast_attention(
     """
     if mask is None:
         return F.scaled_dot_product_attention(q, k, v)
-    if mask.dtype != torch.bool:
-        raise TypeError(f"mask must be a bool tensor (True = may not be attended to), got {mask.dtype}")
-    allowed = ~mask
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
-    any_allowed = allowed.any(dim=-1, keepdim=True)               # (..., T_q, 1)
-    return torch.where(any_allowed, out, torch.zeros((), dtype=out.dtype, device=out.device))
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=~_checked(mask))   # PyTorch: True = may attend
+    return zero_fully_masked_rows(out, mask)
 
 
 def split_heads(x: torch.Tensor, num_heads: int) -> torch.Tensor:
@@ -164,19 +189,20 @@ class MultiHeadAttention(nn.Module):
         *,
         mask: torch.Tensor | None = None,
         need_weights: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Attend from ``query`` to ``key``/``value`` (self-attention when they are omitted).
 
         Args:
             query: (B, T_q, D).
             key, value: (B, T_k, D); default to ``query``.
             mask: bool broadcastable to (B, H, T_q, T_k), True = may not be attended to; a
-                (T_q, T_k) causal mask or a (B, 1, 1, T_k) padding mask both work.
+                (T_q, T_k) causal mask or a (B, 1, 1, T_k) padding mask (:func:`padding_mask`)
+                both work. A (B, T_k) mask would broadcast against the wrong axes: make it
+                (B, 1, 1, T_k) first.
             need_weights: also return the attention weights (uses the teaching path).
 
         Returns:
-            output: (B, T_q, D).
-            weights: (B, H, T_q, T_k) if ``need_weights`` else ``None``.
+            output (B, T_q, D); with ``need_weights``, ``(output, weights (B, H, T_q, T_k))``.
         """
         key = query if key is None else key
         value = key if value is None else value
@@ -185,6 +211,5 @@ class MultiHeadAttention(nn.Module):
         v = split_heads(self.v_proj(value), self.num_heads)        # (B, H, T_k, Dh)
         if need_weights:
             out, weights = scaled_dot_product_attention(q, k, v, mask)
-        else:
-            out, weights = fast_attention(q, k, v, mask), None
-        return self.out_proj(merge_heads(out)), weights            # (B, T_q, D)
+            return self.out_proj(merge_heads(out)), weights        # (B, T_q, D), (B, H, T_q, T_k)
+        return self.out_proj(merge_heads(fast_attention(q, k, v, mask)))   # (B, T_q, D)

@@ -5,7 +5,7 @@ The chapter's pieces, in its order: a filter slid over an image (:func:`conv2d_n
 :func:`avg_pool2d`), the receptive field (:func:`receptive_field`), then one idea from each backbone:
 AlexNet (:class:`TinyAlexNet`), VGG (:func:`conv_parameters`), ResNet (:class:`ResidualBlock`,
 :func:`block_stack`, :func:`gradient_norms`) and EfficientNet (:func:`compound_coefficients`,
-:class:`ScalableCNN`, :func:`count_flops`).
+:class:`ScalableCNN`; FLOPs are counted by :func:`attnlab.measure.count_flops`).
 
 Teaching path and fast path: :func:`conv2d`, :func:`max_pool2d` and :func:`avg_pool2d` show the
 maths (windows cut out with ``unfold``, then one matrix product or one reduction); the models call
@@ -29,11 +29,9 @@ from __future__ import annotations
 import math
 from typing import Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = [
     "hand_filters",
@@ -44,15 +42,12 @@ __all__ = [
     "avg_pool2d",
     "receptive_field",
     "conv_parameters",
-    "count_parameters",
-    "count_flops",
     "TinyAlexNet",
     "ResidualBlock",
     "block_stack",
     "gradient_norms",
     "compound_coefficients",
     "ScalableCNN",
-    "digits_tensors",
 ]
 
 
@@ -179,28 +174,11 @@ def receptive_field(layers: Sequence[tuple[int, int]]) -> list[int]:
     return out
 
 
-# --- 3. Counting: parameters and FLOPs -----------------------------------------------------------
+# --- 3. Counting parameters by hand (attnlab.measure counts what torch allocated) -----------------------------------------------------------
 
 def conv_parameters(c_in: int, c_out: int, kernel: int, *, bias: bool = True) -> int:
     """Weights of one convolution by the hand formula ``K * K * C_in * C_out (+ C_out)``."""
     return kernel * kernel * c_in * c_out + (c_out if bias else 0)
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters of ``module`` (what ``torch`` actually allocated)."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
-
-
-def count_flops(model: nn.Module, x: torch.Tensor) -> int:
-    """Floating-point operations of one forward pass on ``x``, counted by ``FlopCounterMode``.
-
-    A multiply-add counts as 2 FLOPs; PyTorch counts matrix products and convolutions (the bulk of
-    a CNN), not activations, pooling or normalisation.
-    """
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        model(x)
-    return int(counter.get_total_flops())
 
 
 # --- 4. AlexNet: ReLU, pooling, dropout -----------------------------------------------------------
@@ -211,14 +189,14 @@ class TinyAlexNet(nn.Module):
     Args:
         in_channels, num_classes: image channels and classes.
         image_size: Hi = Wi of the input; must be divisible by 4 (two 2 x 2 poolings).
-        width: channels of the first convolution (then 2x and 4x).
+        channels: channels of the first convolution (then 2x and 4x).
         dropout: dropout probability in the classifier (AlexNet: 0.5).
     """
 
     def __init__(self, *, in_channels: int = 1, num_classes: int = 10, image_size: int = 8,
-                 width: int = 16, dropout: float = 0.5):
+                 channels: int = 16, dropout: float = 0.5):
         super().__init__()
-        w = width
+        w = channels
         self.features = nn.Sequential(
             nn.Conv2d(in_channels, w, 3, padding=1), nn.ReLU(),
             nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
@@ -339,24 +317,3 @@ class ScalableCNN(nn.Module):
         """x: (B, C, Hi, Wi) -> logits (B, num_classes)."""
         feats = self.stages(self.stem(x))  # (B, C_last, Hi/8, Wi/8)
         return self.head(feats.mean(dim=(2, 3)))  # (B, num_classes)
-
-
-# --- 7. Data: scikit-learn's handwritten digits -------------------------------------------------------
-
-def digits_tensors(*, test_fraction: float = 0.25, seed: int = 0
-                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The 1,797 8 x 8 digits that ship with scikit-learn, split at random into train and test.
-
-    Returns:
-        ``(x_train, y_train, x_test, y_test)``: x (N, 1, 8, 8) float32 in [0, 1]; y (N,) int64 in 0..9.
-        The split depends only on ``seed``.
-    """
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    x = torch.from_numpy(np.asarray(digits.images, dtype=np.float32) / 16.0)[:, None]  # (N, 1, 8, 8)
-    y = torch.from_numpy(np.asarray(digits.target, dtype=np.int64))  # (N,)
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
-    n_test = int(round(test_fraction * len(y)))
-    test, train = order[:n_test], order[n_test:]
-    return x[train], y[train], x[test], y[test]

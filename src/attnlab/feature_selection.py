@@ -36,22 +36,22 @@ __all__ = [
 def anova_f_scores(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """The one-way ANOVA F statistic of every feature (what ``sklearn.feature_selection.f_classif`` computes).
 
-    F_j = [sum_c n_c (mean_cj - mean_j)^2 / (K - 1)] / [sum_i (x_ij - mean_{y_i} j)^2 / (n - K)]
-    for K classes and n samples: large when the class means differ a lot compared to the spread
+    F_j = [sum_c n_c (mean_cj - mean_j)^2 / (Y - 1)] / [sum_i (x_ij - mean_{y_i} j)^2 / (n - Y)]
+    for Y classes and n samples: large when the class means differ a lot compared to the spread
     inside each class.
 
     Args:
         x: (n, N) float features.
-        y: (n,) int64 class labels in 0..K-1 (every class present).
+        y: (n,) int64 class labels in 0..Y-1 (every class present).
 
     Returns:
         (N,) float64 scores; a constant feature (0 / 0) scores 0, not NaN.
     """
     x = x.to(torch.float64)
     n, k = x.shape[0], int(y.max()) + 1
-    onehot = torch.nn.functional.one_hot(y, k).to(torch.float64)       # (n, K)
-    counts = onehot.sum(0)                                               # (K,)
-    class_means = (onehot.T @ x) / counts[:, None]                       # (K, N)
+    onehot = torch.nn.functional.one_hot(y, k).to(torch.float64)       # (n, Y)
+    counts = onehot.sum(0)                                               # (Y,)
+    class_means = (onehot.T @ x) / counts[:, None]                       # (Y, N)
     grand_mean = x.mean(0)                                               # (N,)
     between = (counts[:, None] * (class_means - grand_mean) ** 2).sum(0) / (k - 1)
     within = ((x - class_means[y]) ** 2).sum(0) / (n - k)                # (N,)
@@ -92,11 +92,11 @@ def nearest_centroid_accuracy(
         lower class index).
     """
     k = int(y_train.max()) + 1
-    onehot = torch.nn.functional.one_hot(y_train, k).to(torch.float64)  # (n, K)
-    centroids = (onehot.T @ x_train.double()) / onehot.sum(0)[:, None]   # (K, N)
-    sq = (x_val.double()[:, None, :] - centroids[None]) ** 2              # (m, K, N)
+    onehot = torch.nn.functional.one_hot(y_train, k).to(torch.float64)  # (n, Y)
+    centroids = (onehot.T @ x_train.double()) / onehot.sum(0)[:, None]   # (Y, N)
+    sq = (x_val.double()[:, None, :] - centroids[None]) ** 2              # (m, Y, N)
     w = selection.double().reshape(-1, selection.shape[-1])               # (S, N), S selections
-    dist = (sq.reshape(-1, sq.shape[-1]) @ w.T).T.reshape(*selection.shape[:-1], *sq.shape[:2])  # (..., m, K)
+    dist = (sq.reshape(-1, sq.shape[-1]) @ w.T).T.reshape(*selection.shape[:-1], *sq.shape[:2])  # (..., m, Y)
     return (dist.argmin(-1) == y_val).double().mean(-1)                   # (...,)
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "check_raises",
     "check_true",
     "check_own_work",
+    "resolve_name",
     "graded_alone",
 ]
 
@@ -250,13 +251,32 @@ def _referenced_objects(fn: Any) -> list[Any]:
     return found
 
 
-def check_own_work(fn: Any, forbidden: Sequence[Any], name: str = "your function") -> None:
+def resolve_name(dotted: str) -> Any:
+    """The object a dotted name names: ``"torch.nn.functional.scaled_dot_product_attention"``,
+    ``"attnlab.attention"`` (the longest importable module prefix, then attributes)."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ImportError:
+            continue
+        for attr in parts[cut:]:
+            obj = getattr(obj, attr)
+        return obj
+    raise ValueError(f"cannot resolve {dotted!r}")
+
+
+def check_own_work(fn: Any, forbidden: Sequence[str], name: str = "your function") -> None:
     """Require that ``fn`` does not call the reference it is graded against.
 
-    ``forbidden`` lists objects (functions, classes, modules) the exercise asks the student to
-    write themselves, e.g. ``[attnlab.attention, F.scaled_dot_product_attention]``. Methods of a
-    class are checked too.
+    ``forbidden`` lists dotted names of what the exercise asks the student to write themselves,
+    e.g. ``["attnlab.attention", "torch.nn.functional.scaled_dot_product_attention"]`` (a module
+    forbids everything defined in it). Each lab's introduction lists exactly these names (a test of
+    the course checks that). Methods of a class are checked too.
     """
+    forbidden = [resolve_name(f) if _isinstance(f, str) else f for f in forbidden]
     targets = [fn]
     if _isinstance(fn, type):
         targets = [v for v in vars(fn).values() if callable(v)]

@@ -94,13 +94,13 @@ class RNN(nn.Module):
     Initialised like ``torch.nn.RNN`` (uniform in +-1/sqrt(D)).
     """
 
-    def __init__(self, *, input_size: int, hidden_size: int, output_size: int) -> None:
+    def __init__(self, *, in_dim: int, dim: int, out_dim: int) -> None:
         super().__init__()
-        k = 1.0 / math.sqrt(hidden_size)
-        self.U1 = nn.Parameter(torch.empty(hidden_size, input_size).uniform_(-k, k))
-        self.U2 = nn.Parameter(torch.empty(hidden_size, hidden_size).uniform_(-k, k))
-        self.b = nn.Parameter(torch.empty(hidden_size).uniform_(-k, k))
-        self.U3 = nn.Linear(hidden_size, output_size)  # o_i = U3 h_i + c
+        k = 1.0 / math.sqrt(dim)
+        self.U1 = nn.Parameter(torch.empty(dim, in_dim).uniform_(-k, k))
+        self.U2 = nn.Parameter(torch.empty(dim, dim).uniform_(-k, k))
+        self.b = nn.Parameter(torch.empty(dim).uniform_(-k, k))
+        self.U3 = nn.Linear(dim, out_dim)  # o_i = U3 h_i + c
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, T, D_in); h0: (B, D) or None (zeros). Returns outputs o (B, T, D_out) and states h (B, T, D)."""
@@ -124,14 +124,14 @@ class LSTM(nn.Module):
             memory open at the start of training (Jozefowicz et al. 2015). ``torch.nn.LSTM`` uses 0.
     """
 
-    def __init__(self, *, input_size: int, hidden_size: int, forget_bias: float = 0.0) -> None:
+    def __init__(self, *, in_dim: int, dim: int, forget_bias: float = 0.0) -> None:
         super().__init__()
-        k = 1.0 / math.sqrt(hidden_size)
-        self.W_ih = nn.Parameter(torch.empty(4 * hidden_size, input_size).uniform_(-k, k))
-        self.W_hh = nn.Parameter(torch.empty(4 * hidden_size, hidden_size).uniform_(-k, k))
-        self.b = nn.Parameter(torch.empty(4 * hidden_size).uniform_(-k, k))
+        k = 1.0 / math.sqrt(dim)
+        self.W_ih = nn.Parameter(torch.empty(4 * dim, in_dim).uniform_(-k, k))
+        self.W_hh = nn.Parameter(torch.empty(4 * dim, dim).uniform_(-k, k))
+        self.b = nn.Parameter(torch.empty(4 * dim).uniform_(-k, k))
         with torch.no_grad():
-            self.b[hidden_size: 2 * hidden_size] += forget_bias
+            self.b[dim: 2 * dim] += forget_bias
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:

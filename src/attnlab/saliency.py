@@ -91,7 +91,7 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     k = gaussian_kernel1d(sigma).to(x.dtype)
     r = k.numel() // 2
     shape = x.shape
-    y = x.reshape(-1, 1, *shape[-2:])                               # (M, 1, Hi, Wi)
+    y = x.reshape(-1, 1, *shape[-2:])                               # (*, 1, Hi, Wi): leading dims stacked
     y = F.conv2d(F.pad(y, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))  # along columns
     y = F.conv2d(F.pad(y, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))  # along rows
     return y.reshape(shape)
@@ -233,9 +233,9 @@ def gabor_energy(x: torch.Tensor, theta: float, **kernel_args) -> torch.Tensor:
     k = gabor_kernel(theta=theta, **kernel_args)
     r = k.shape[-1] // 2
     shape = x.shape
-    y = F.pad(x.reshape(-1, 1, *shape[-2:]), (r, r, r, r), mode="replicate")  # (M, 1, Hi+2r, Wi+2r)
+    y = F.pad(x.reshape(-1, 1, *shape[-2:]), (r, r, r, r), mode="replicate")  # (*, 1, Hi+2r, Wi+2r)
     weight = torch.stack([k.real, k.imag])[:, None].to(x.dtype)              # (2, 1, K, K)
-    resp = F.conv2d(y, weight.flip(-2, -1))                                   # (M, 2, Hi, Wi) true convolution
+    resp = F.conv2d(y, weight.flip(-2, -1))                                   # (*, 2, Hi, Wi) true convolution
     return resp.pow(2).sum(1).sqrt().reshape(shape)
 
 

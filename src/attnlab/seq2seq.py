@@ -34,11 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from attnlab.attention import masked_fill_scores
-from attnlab.data.translation import EOS_ID, PAD_ID, SOS_ID
+from attnlab.attention import masked_softmax
+from attnlab.data.tokens import EOS_ID, IGNORE_INDEX, PAD_ID, SOS_ID, ignore_padding
 
 __all__ = [
-    "dot_score", "additive_score", "attend", "bahdanau_attention", "qkv_attention",
+    "dot_score", "additive_score", "AdditiveScore", "attend", "bahdanau_attention", "qkv_attention",
     "Encoder", "Decoder", "Seq2Seq", "teacher_forcing_loss", "greedy_decode",
 ]
 
@@ -76,8 +76,7 @@ def attend(scores: torch.Tensor, values: torch.Tensor, mask: torch.Tensor | None
     Returns:
         context (B, D) and weights (B, S) (each row sums to one; zeros for a fully masked row).
     """
-    weights = torch.softmax(masked_fill_scores(scores, mask), dim=-1)    # (B, S)
-    weights = torch.nan_to_num(weights, nan=0.0)
+    weights = masked_softmax(scores, mask)                                # (B, S); fully masked row -> 0
     context = (weights.unsqueeze(1) @ values).squeeze(1)                 # (B, 1, S) @ (B, S, D) -> (B, D)
     return context, weights
 
@@ -102,23 +101,23 @@ def qkv_attention(q: torch.Tensor, K: torch.Tensor, V: torch.Tensor) -> tuple[to
     """The notes' query-key-value attention for one query: a = softmax(q K^T), c = a V.
 
     Args:
-        q: (1, d) the query; K: (n, d) keys; V: (n, d_v) values.
+        q: (1, D) the query; K: (N, D) keys; V: (N, D_v) values (N = n in the notes).
 
     Returns:
-        c (1, d_v) the context vector and a (1, n) the attention vector.
+        c (1, D_v) the context vector and a (1, N) the attention vector.
     """
-    a = torch.softmax(q @ K.T, dim=-1)                                    # (1, n)
-    return a @ V, a                                                       # (1, d_v)
+    a = torch.softmax(q @ K.T, dim=-1)                                    # (1, N)
+    return a @ V, a                                                       # (1, D_v)
 
 
 class AdditiveScore(nn.Module):
     """Holds W_q, W_k and v of :func:`additive_score`."""
 
-    def __init__(self, *, query_size: int, key_size: int, hidden_size: int) -> None:
+    def __init__(self, *, query_dim: int, key_dim: int, dim: int) -> None:
         super().__init__()
-        self.W_q = nn.Linear(query_size, hidden_size, bias=False)
-        self.W_k = nn.Linear(key_size, hidden_size, bias=False)
-        self.v = nn.Linear(hidden_size, 1, bias=False)
+        self.W_q = nn.Linear(query_dim, dim, bias=False)
+        self.W_k = nn.Linear(key_dim, dim, bias=False)
+        self.v = nn.Linear(dim, 1, bias=False)
 
     def forward(self, query: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
         """query: (B, D_q); keys: (B, S, D_k). Returns (B, S)."""
@@ -129,10 +128,10 @@ class AdditiveScore(nn.Module):
 class Encoder(nn.Module):
     """Embedding vectors (임베딩 벡터) of the source characters read by an LSTM."""
 
-    def __init__(self, *, vocab_size: int, emb_size: int, hidden_size: int) -> None:
+    def __init__(self, *, vocab_size: int, embed_dim: int, dim: int) -> None:
         super().__init__()
-        self.embed = nn.Embedding(vocab_size, emb_size, padding_idx=PAD_ID)
-        self.rnn = nn.LSTM(emb_size, hidden_size, batch_first=True)
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        self.rnn = nn.LSTM(embed_dim, dim, batch_first=True)
 
     def forward(self, src: torch.Tensor, src_len: torch.Tensor
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
@@ -158,16 +157,16 @@ class Decoder(nn.Module):
             step), ``"dot"`` or ``"additive"`` (Bahdanau: c_i computed afresh by attention).
     """
 
-    def __init__(self, *, vocab_size: int, emb_size: int, hidden_size: int, attention: str | None = None) -> None:
+    def __init__(self, *, vocab_size: int, embed_dim: int, dim: int, attention: str | None = None) -> None:
         super().__init__()
         if attention not in (None, "dot", "additive"):
             raise ValueError(f"attention must be None, 'dot' or 'additive', got {attention!r}")
         self.attention = attention
-        self.embed = nn.Embedding(vocab_size, emb_size, padding_idx=PAD_ID)
-        self.cell = nn.LSTMCell(emb_size + hidden_size, hidden_size)      # reads y_{i-1} and c_i
-        self.score = (AdditiveScore(query_size=hidden_size, key_size=hidden_size, hidden_size=hidden_size)
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
+        self.cell = nn.LSTMCell(embed_dim + dim, dim)      # reads y_{i-1} and c_i
+        self.score = (AdditiveScore(query_dim=dim, key_dim=dim, dim=dim)
                       if attention == "additive" else None)
-        self.out = nn.Linear(hidden_size + hidden_size, vocab_size)       # predicts y_i from g_i and c_i
+        self.out = nn.Linear(dim + dim, vocab_size)       # predicts y_i from g_i and c_i
 
     def step(self, y_prev: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], memory: torch.Tensor,
              mask: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], torch.Tensor | None]:
@@ -197,11 +196,11 @@ class Decoder(nn.Module):
 class Seq2Seq(nn.Module):
     """Encoder + decoder; ``attention=None`` is Sutskever's model, ``"dot"``/``"additive"`` Bahdanau's."""
 
-    def __init__(self, *, src_vocab: int, tgt_vocab: int, emb_size: int = 32, hidden_size: int = 64,
+    def __init__(self, *, src_vocab: int, tgt_vocab: int, embed_dim: int = 32, dim: int = 64,
                  attention: str | None = None) -> None:
         super().__init__()
-        self.encoder = Encoder(vocab_size=src_vocab, emb_size=emb_size, hidden_size=hidden_size)
-        self.decoder = Decoder(vocab_size=tgt_vocab, emb_size=emb_size, hidden_size=hidden_size, attention=attention)
+        self.encoder = Encoder(vocab_size=src_vocab, embed_dim=embed_dim, dim=dim)
+        self.decoder = Decoder(vocab_size=tgt_vocab, embed_dim=embed_dim, dim=dim, attention=attention)
 
     def start(self, src: torch.Tensor, src_len: torch.Tensor, record: list | None = None) -> tuple[Step, object]:
         """Encode ``src`` (B, S); return a decoder ``step`` and its initial state.
@@ -258,7 +257,8 @@ def teacher_forcing_loss(step: Step, state: object, tgt: torch.Tensor, *, pad_id
         out, state = step(inputs[:, i], state)                            # (B, V)
         logits.append(out)
     logits = torch.stack(logits, dim=1)                                   # (B, T, V)
-    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=pad_id)
+    labels = ignore_padding(labels, pad_id)                              # padding is not scored
+    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX)
 
 
 @torch.no_grad()

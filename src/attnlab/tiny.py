@@ -27,7 +27,8 @@ class TinyAttentionModel(nn.Module):
         dim: width D.
         num_heads: H.
         attention: a module with the interface of :class:`attnlab.attention.MultiHeadAttention`
-            (``attention(x, mask=..., need_weights=...) -> (out, weights)``); default: ours.
+            (``attention(x, mask=...) -> out``; ``attention(x, mask=..., need_weights=True) ->
+            (out, weights)``); default: ours.
     """
 
     def __init__(self, *, vocab_size: int, max_len: int, dim: int = 32, num_heads: int = 2,
@@ -43,6 +44,7 @@ class TinyAttentionModel(nn.Module):
         """Returns logits (B, T, V) and, if asked, the attention weights (B, H, T, T)."""
         B, T = tokens.shape
         x = self.token_embed(tokens) + self.pos_embed[:T]                  # (B, T, D)
-        a, weights = self.attention(x, mask=self.mask[:T, :T], need_weights=need_weights)
-        logits = self.readout(x + a)                                        # (B, T, V)
-        return (logits, weights) if need_weights else logits
+        if need_weights:
+            a, weights = self.attention(x, mask=self.mask[:T, :T], need_weights=True)
+            return self.readout(x + a), weights                             # (B, T, V), (B, H, T, T)
+        return self.readout(x + self.attention(x, mask=self.mask[:T, :T]))  # (B, T, V)

@@ -40,6 +40,7 @@ __all__ = [
     "progress",
     "History",
     "train",
+    "warmup_cosine",
     "to_device",
     "record_metric",
 ]
@@ -147,9 +148,29 @@ def to_device(batch: Any, device: torch.device | str) -> Any:
     return batch
 
 
+def warmup_cosine(*, steps: int, warmup: int) -> Callable[[int], float]:
+    """The learning-rate factor of :func:`train`: linear warm-up over ``warmup`` steps, then a cosine
+    decay to 10 % at ``steps`` (a common choice for small models)."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, steps - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + float(np.cos(np.pi * t)))
+
+    return factor
+
+
 def _forever(make_batches: Callable[[], Iterable[Any]]) -> Iterator[Any]:
     while True:
         yield from make_batches()
+
+
+def _evaluate(model: torch.nn.Module, evaluate: Callable, history: History, step: int) -> None:
+    model.eval()
+    with torch.no_grad():
+        history.eval_step.append(step)
+        history.eval.append({k: float(v) for k, v in evaluate(model).items()})
 
 
 def train(
@@ -187,14 +208,7 @@ def train(
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}")
     opt = optimizer or torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-
-    def lr_factor(step: int) -> float:  # warm-up then cosine to 10 % (a common small-model choice)
-        if step < warmup:
-            return (step + 1) / warmup
-        t = (step - warmup) / max(1, steps - warmup)
-        return 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * t))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(steps=steps, warmup=warmup))
     history = History()
     stream = _forever(batches)
     device = next(model.parameters()).device
@@ -214,10 +228,7 @@ def train(
             bar.set_postfix(loss=f"{history.loss[-1]:.3f}")
         last = step == steps - 1
         if evaluate is not None and (last or (eval_every and (step + 1) % eval_every == 0)):
-            model.eval()
-            with torch.no_grad():
-                history.eval_step.append(step + 1)
-                history.eval.append({k: float(v) for k, v in evaluate(model).items()})
+            _evaluate(model, evaluate, history, step + 1)
     model.eval()
     return history
 

@@ -29,13 +29,15 @@ MUTANTS = [
          replace=[("x.transpose(1, 2).reshape(B, T, H * Dh)", "x.reshape(B, T, H * Dh)")]),
     # ex3: multi-head attention
     edit("ex3_mha", "no_output_projection", "forgets W_O",
-         replace=[("return self.out_proj(merge_heads(out)), weights", "return merge_heads(out), weights")]),
+         replace=[("out = self.out_proj(merge_heads(out))", "out = merge_heads(out)")]),
     edit("ex3_mha", "single_head", "attends once over the full width instead of per head",
          replace=[("out, weights = scaled_dot_product_attention(q, k, v, mask)\n"
-                   "        return self.out_proj(merge_heads(out)), weights",
+                   "        out = self.out_proj(merge_heads(out))",
                    "out, weights = scaled_dot_product_attention(self.q_proj(query), self.k_proj(key), "
                    "self.v_proj(value), mask)\n"
-                   "        return self.out_proj(out), weights.unsqueeze(1).expand(-1, self.num_heads, -1, -1)")]),
+                   "        out, weights = self.out_proj(out), weights.unsqueeze(1).expand(-1, self.num_heads, -1, -1)")]),
+    edit("ex3_mha", "always_a_tuple", "returns (output, weights) even when the weights were not asked for",
+         replace=[("return (out, weights) if need_weights else out", "return out, weights")]),
     edit("ex3_mha", "values_from_key_projection", "projects the values with W_K",
          replace=[("split_heads(self.v_proj(value)", "split_heads(self.k_proj(value)")]),
     # ex4: the causal mask

@@ -35,6 +35,8 @@ from ipykernel.ipkernel import IPythonKernel
 
 from .notebook import cell_hash
 
+__all__ = ["GuardedKernel"]
+
 _SNAP_PREFIXES = ("torch", "numpy", "attnlab", "math", "warnings", "builtins", "scipy", "einops")
 
 

@@ -35,7 +35,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["Limits", "SandboxResult", "available", "run_in_sandbox", "pick_uid"]
+__all__ = ["Limits", "SandboxResult", "available", "run_in_sandbox", "pick_uid", "write_kernel_spec", "main"]
 
 PR_SET_NO_NEW_PRIVS = 38
 GIB = 1024**3

@@ -6,8 +6,8 @@ in a single feature, its colour (a red bar among green ones) or its orientation 
 90 degrees among parallel ones). The right answer is known, so a saliency model can be scored: its
 maximum should land on the target.
 
-Every display is drawn from a seeded ``torch.Generator``: the same seed gives the same display, and
-no global random state is read or changed. Nothing is downloaded.
+Every display is drawn from a ``torch.Generator`` passed in: the same generator state gives the same
+display, and no global random state is read or changed. Nothing is downloaded.
 
 Simplifications: bars are hard-edged rectangles (no anti-aliasing); the colours are pure red
 (1, 0, 0) and pure green (0, 1, 0), which have the same intensity (R + G + B) / 3, so that only the
@@ -125,9 +125,8 @@ def make_display(
     return SearchDisplay(image=image, centres=centres, angles=angles, target=target, feature=feature)
 
 
-def make_displays(n: int, *, seed: int, **kwargs) -> list[SearchDisplay]:
-    """``n`` displays from one generator seeded with ``seed`` (keyword arguments go to :func:`make_display`)."""
-    generator = torch.Generator().manual_seed(seed)
+def make_displays(n: int, *, generator: torch.Generator, **kwargs) -> list[SearchDisplay]:
+    """``n`` displays drawn one after another from ``generator`` (keyword arguments go to :func:`make_display`)."""
     return [make_display(generator=generator, **kwargs) for _ in range(n)]
 
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["previous_token_batch", "IGNORE"]
+from .tokens import IGNORE_INDEX
 
-IGNORE = -100  # the target of position 0, which has no previous token (cross_entropy's ignore_index)
+__all__ = ["previous_token_batch"]
 
 
 def previous_token_batch(
@@ -21,11 +21,12 @@ def previous_token_batch(
 
     Returns:
         tokens: (B, T) int64 in [0, vocab_size).
-        targets: (B, T) int64; ``targets[:, t] = tokens[:, t-1]``, ``targets[:, 0] = IGNORE``.
+        targets: (B, T) int64; ``targets[:, t] = tokens[:, t-1]``, ``targets[:, 0] = IGNORE_INDEX``
+            (position 0 has no previous token).
     """
     if seq_len < 2 or vocab_size < 2:
         raise ValueError(f"need seq_len >= 2 and vocab_size >= 2, got {seq_len}, {vocab_size}")
     tokens = torch.randint(vocab_size, (batch_size, seq_len), generator=generator)
-    targets = torch.full_like(tokens, IGNORE)
+    targets = torch.full_like(tokens, IGNORE_INDEX)
     targets[:, 1:] = tokens[:, :-1]
     return tokens, targets

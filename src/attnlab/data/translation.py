@@ -17,8 +17,8 @@ nothing has to be downloaded:
 
   Longer numbers give longer inputs *and* longer outputs (``digits`` controls both).
 
-Both are read character by character with :class:`CharTokenizer`, which reserves
-``<PAD>`` = 0, ``<SOS>`` = 1 and ``<EOS>`` = 2. Every generator takes a ``torch.Generator``, so
+Both are read character by character with :class:`CharTokenizer`, which reserves the special
+tokens of :mod:`attnlab.data.tokens`: ``<PAD>`` = 0, ``<SOS>`` = 1 and ``<EOS>`` = 2. Every generator takes a ``torch.Generator``, so
 that a data set depends only on its seed, never on the global random state.
 
 Simplifications: dates are drawn uniformly from 1950-2049 (two-digit years are read in that
@@ -34,16 +34,15 @@ from typing import Sequence
 
 import torch
 
+from .tokens import EOS, EOS_ID, PAD, PAD_ID, SOS, SOS_ID
+
 __all__ = [
-    "PAD", "SOS", "EOS", "PAD_ID", "SOS_ID", "EOS_ID",
     "CharTokenizer",
     "DATE_FORMATS", "FILLER_WORDS", "format_date", "random_date", "date_pairs", "date_tokenizers",
     "korean_number", "korean_number_pairs", "korean_tokenizers", "romanize",
     "TranslationBatch", "make_batch",
 ]
 
-PAD, SOS, EOS = "<PAD>", "<SOS>", "<EOS>"
-PAD_ID, SOS_ID, EOS_ID = 0, 1, 2
 
 
 class CharTokenizer:
