@@ -12,7 +12,7 @@ LAB ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup book book-fast release lab grade test test-fast gpu-reports browser-deps clean
+.PHONY: help setup book book-fast release lab lab-instructor grade test test-fast gpu-reports browser-deps clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -36,23 +36,31 @@ $(MATHJAX)/es5/tex-mml-chtml.js:
 	cp -r build/npm/node_modules/mathjax/es5 $(MATHJAX)/
 
 book: setup release  ## build the book (fails on any cell error or Sphinx warning) and the released labs
-	$(BIN)/jupyter-book build --all -W -n --keep-going .
+	ATTNLAB_PROGRESS=text $(BIN)/python -m attnlab.course.book_execute   # changed pages, one process per core
+	ATTNLAB_PROGRESS=text $(BIN)/jupyter-book build --all -W -n --keep-going .
 	@echo "book: open _build/html/index.html"
 
 release: $(STAMP)  ## regenerate labs/ from solutions/ with nbgrader
 	$(BIN)/python -m attnlab.course.release
 
-lab: setup  ## open the student labs in JupyterLab
-	$(BIN)/jupyter lab --notebook-dir=labs $(if $(filter 0,$(shell id -u)),--allow-root)
+lab: setup  ## open the student labs in JupyterLab (Validate; no instructor tools)
+	$(BIN)/python -m attnlab.course.lab_app student
+
+lab-instructor: setup  ## JupyterLab on the whole course with nbgrader's instructor tools (formgrader, Create Assignment)
+	$(BIN)/python -m attnlab.course.lab_app instructor
 
 grade: $(STAMP)  ## autograde submitted/*/LAB in per-student sandboxes; export grades (LAB=lab03_transformer)
 	@test -n "$(LAB)" || { echo "usage: make grade LAB=lab03_transformer"; exit 2; }
 	$(BIN)/python -m attnlab.course.grade $(LAB)
 
-browser-deps:  ## install Debian's Chromium for the browser test (needs root)
-	@command -v chromium >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else echo "browser-deps: install Chromium (Debian: sudo apt-get install chromium)"; exit 1; fi; }
+DEBIAN_TEST_PACKAGES := chromium fonts-noto-cjk
+
+browser-deps:  ## install Debian's Chromium and a CJK font for the browser tests (needs root)
+	@missing=""; command -v chromium >/dev/null || missing="chromium"; \
+	  test -n "$$(fc-list ':lang=ko' 2>/dev/null)" || missing="$$missing fonts-noto-cjk"; \
+	  if [ -n "$$missing" ]; then \
+	    if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_TEST_PACKAGES) >/dev/null; \
+	    else echo "browser-deps: install $$missing (Debian: sudo apt-get install $(DEBIAN_TEST_PACKAGES))"; exit 1; fi; fi
 
 test: setup browser-deps  ## pass every test: unit, labs, grading, the book in a browser
 	$(BIN)/python -m pytest -n 2 --durations=15

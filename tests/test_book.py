@@ -38,9 +38,14 @@ def _build(shared: Path) -> dict:
     env = dict(os.environ, ATTNLAB_PROGRESS="text")
     env.pop("ATTNLAB_FORCE_PROFILE", None)
     jb = Path(sys.executable).parent / "jupyter-book"
+    pre = subprocess.run([sys.executable, "-m", "attnlab.course.book_execute", "--course", str(ROOT)],
+                         cwd=ROOT, env=env, capture_output=True, text=True)   # pages in parallel, as make book
     proc = subprocess.run([str(jb), "build", "--all", "-W", "-n", "--keep-going", str(ROOT)],
                           cwd=ROOT, env=env, capture_output=True, text=True)
-    log = proc.stdout + proc.stderr
+    log = pre.stdout + proc.stdout + proc.stderr
+    report = ROOT / "build" / "reports" / "book_times.txt"   # printed at the end of the session (conftest.py)
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("\n".join(line for line in pre.stdout.splitlines() if line.startswith("book_execute")) + "\n")
     warnings = [line for line in log.splitlines() if "WARNING" in line and "Kernel is running over TCP" not in line]
     return {"returncode": proc.returncode, "warnings": warnings, "tail": log.splitlines()[-40:]}
 
@@ -193,3 +198,28 @@ def test_each_chapter_links_its_lab(built_book):
     hrefs = re.findall(r'href="([^"]*lab03_transformer\.ipynb)"', page)
     assert hrefs, "the chapter does not link its lab"
     assert all((built_book / "book" / h).resolve().exists() for h in hrefs), hrefs
+
+
+def test_korean_terms_render_as_real_glyphs(browser, server):
+    """The glossary's Hangul is drawn with a font that has the glyphs: two different syllables give
+    two different pictures (with no CJK font both would be the same empty box, "tofu")."""
+    visit = Visit(browser, server)
+    page = visit.open("book/glossary.html")
+    result = page.evaluate("""() => {
+        const cell = [...document.querySelectorAll('main td')].find(e => /[\\uAC00-\\uD7A3]/.test(e.textContent));
+        if (!cell) return {found: false};
+        const style = getComputedStyle(cell);
+        const draw = (text) => {
+            const c = document.createElement('canvas'); c.width = 96; c.height = 64;
+            const g = c.getContext('2d'); g.font = `40px ${style.fontFamily}`; g.fillStyle = '#000';
+            g.fillText(text, 4, 48);
+            return Array.from(g.getImageData(0, 0, 96, 64).data).join(',');
+        };
+        return {found: true, text: cell.textContent, family: style.fontFamily,
+                differ: draw('한') !== draw('글'), notBlank: draw('한') !== draw(' ')};
+    }""")
+    assert result["found"], "no glossary cell with Korean text"
+    assert result["notBlank"] and result["differ"], (
+        f"Korean text ({result['text']!r}, font {result['family']}) renders as identical boxes: install a CJK font "
+        "(Debian: fonts-noto-cjk; make browser-deps does)")
+    visit.close()
