@@ -223,3 +223,34 @@ def test_korean_terms_render_as_real_glyphs(browser, server):
         f"Korean text ({result['text']!r}, font {result['family']}) renders as identical boxes: install a CJK font "
         "(Debian: fonts-noto-cjk; make browser-deps does)")
     visit.close()
+
+
+def test_a_page_may_not_cite_a_report_that_does_not_exist(tmp_path):
+    """The build-time check of book/_ext: a mention of a missing report is reported (a warning fails
+    the build), an existing one is not; and no page of the book cites a missing report."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("attnlab_book", ROOT / "book" / "_ext" / "attnlab_book.py")
+    ext = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ext)
+    (tmp_path / "reports" / "gpu").mkdir(parents=True)
+    (tmp_path / "reports" / "gpu" / "lab03_transformer.json").write_text("{}")
+    text = "see reports/gpu/lab03_transformer.json and reports/gpu/lab09_missing.json"
+    assert ext.missing_reports(text, tmp_path) == ["reports/gpu/lab09_missing.json"]
+    for page in toc_pages():
+        source = (ROOT / f"{page}.md").read_text(encoding="utf-8")
+        assert not ext.missing_reports(source, ROOT), f"{page} cites a report that does not exist"
+
+
+def test_gpu_results_are_quoted_only_from_an_existing_report(tmp_path):
+    from attnlab.course.gpu_reports import describe_report
+
+    (tmp_path / "solutions").mkdir()
+    (tmp_path / "nbgrader_config.py").write_text("")
+    assert "No GPU report" in describe_report("lab03_transformer", "previous_token_accuracy", root=tmp_path)
+    (tmp_path / "reports" / "gpu").mkdir(parents=True)
+    (tmp_path / "reports" / "gpu" / "lab03_transformer.json").write_text(
+        '{"device": "NVIDIA H100", "torch": "2.11", "seconds": 41.0, "date": "2026-11-26",'
+        ' "metrics": {"previous_token_accuracy": 0.999}}')
+    said = describe_report("lab03_transformer", "previous_token_accuracy", root=tmp_path)
+    assert "0.999" in said and "NVIDIA H100" in said

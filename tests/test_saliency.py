@@ -82,24 +82,39 @@ def test_center_surround_maps_pairs_levels_c_and_c_plus_delta():
         assert m.shape == pyr[c].shape
 
 
-def test_local_maxima_matches_scipy_maximum_filter():
-    m = torch.relu(_rand(20, 30, seed=6) - 0.3)
-    mm = m.numpy()
-    expected = (mm >= ndimage.maximum_filter(mm, size=3, mode="constant", cval=-np.inf)) & (mm > 0)
-    assert np.array_equal(Z.local_maxima(m).numpy(), expected)
+def _scipy_peaks(mm: np.ndarray) -> np.ndarray:
+    """Independent reference: pixels >= their 3 x 3 maximum, one per 8-connected plateau (its first pixel)."""
+    on = (mm >= ndimage.maximum_filter(mm, size=3, mode="constant", cval=-np.inf)) & (mm > 0)
+    labels, n = ndimage.label(on, structure=np.ones((3, 3)))
+    out = np.zeros_like(on)
+    for k in range(1, n + 1):
+        i, j = np.argwhere(labels == k)[0]          # argwhere is row-major: the first pixel
+        out[i, j] = True
+    return out
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_local_maxima_matches_scipy(seed):
+    m = torch.relu(_rand(20, 30, seed=seed) - 0.3)
+    m = torch.round(m * 4) / 4                      # coarse values: many plateaus
+    assert np.array_equal(Z.local_maxima(m).numpy(), _scipy_peaks(m.numpy()))
+
+
+def test_a_flat_topped_peak_is_one_peak():
+    m = torch.zeros(9, 9, dtype=torch.float64)
+    m[2, 2] = m[2, 3] = m[3, 3] = 1.0               # one peak, three pixels wide
+    m[6, 6] = 0.5
+    peaks = Z.local_maxima(m)
+    assert peaks.sum() == 2 and peaks[2, 2] and peaks[6, 6]
+    # N(.) counts the plateau once: m_bar = 0.5 (the other peak), not (1 + 1 + 0.5) / 3
+    torch.testing.assert_close(Z.normalize_map(m), m * 0.25)
 
 
 def _normalize_brute_force(m: np.ndarray) -> np.ndarray:
     if m.max() <= 0:
         return np.zeros_like(m)
     m = m / m.max()
-    h, w = m.shape
-    peaks = []
-    for i in range(h):
-        for j in range(w):
-            window = m[max(0, i - 1):i + 2, max(0, j - 1):j + 2]
-            if m[i, j] > 0 and m[i, j] >= window.max():
-                peaks.append(m[i, j])
+    peaks = list(m[_scipy_peaks(m)])
     peaks.remove(max(peaks))
     m_bar = float(np.mean(peaks)) if peaks else 0.0
     return m * (1 - m_bar) ** 2

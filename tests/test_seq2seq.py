@@ -225,3 +225,21 @@ def test_models_are_device_agnostic_on_the_meta_device(monkeypatch):
     assert out.shape == (2, 4, 2) and out.device == hs.device == meta
     hs, (h, c) = LSTM(in_dim=3, dim=5).to(meta)(x)
     assert hs.shape == (2, 4, 5) and h.device == c.device == meta
+
+
+def test_greedy_decode_feeds_finished_rows_their_eos_then_padding_and_takes_max_len_zero():
+    scripts = [[4, 2], [5, 6, 2]]                          # row 0 ends at step 2, row 1 at step 3
+    seen = []
+
+    def step(y, t):
+        seen.append(y.clone())
+        logits = torch.full((2, 8), -5.0)
+        for b, s in enumerate(scripts):
+            logits[b, s[t] if t < len(s) else 3] = 5.0
+        return logits, t + 1
+
+    tokens = greedy_decode(step, 0, batch_size=2, max_len=10)
+    assert tokens.tolist() == [[4, 2, 0], [5, 6, 2]]
+    assert [int(s[0]) for s in seen] == [1, 4, 2]            # row 0: <SOS>, its 4, then its <EOS>
+    empty = greedy_decode(step, 0, batch_size=2, max_len=0)
+    assert empty.shape == (2, 0) and empty.dtype == torch.long

@@ -184,8 +184,15 @@ def check_equal(actual: Any, expected: torch.Tensor, name: str = "result") -> No
         )
 
 
-def check_float(actual: Any, expected: float, name: str = "result", *, rtol: float = 1e-6, atol: float = 1e-9) -> None:
-    """Require a real Python number (``int``/``float``, or a one-element tensor) close to ``expected``."""
+def check_float(actual: Any, expected: float, name: str = "result", *, rtol: float = 1e-6, atol: float = 1e-9,
+                python: bool = False) -> None:
+    """Require a real Python number (``int``/``float``, or a one-element tensor) close to ``expected``.
+
+    With ``python=True`` only a Python ``float`` or ``int`` is accepted (the exercise asks for one).
+    """
+    if python and _type(actual) not in (float, int):
+        got = "a torch.Tensor" if _is_tensor(actual) else f"a {_type(actual).__module__}.{_type(actual).__qualname__}"
+        raise AssertionError(f"{name}: got {got}; a Python float is required (convert it with float(...))")
     if _is_tensor(actual):
         if _numel(actual) != 1:
             raise AssertionError(f"{name}: expected a number, got a tensor of shape {_fmt_shape(_shape(actual))}")

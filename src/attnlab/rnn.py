@@ -4,7 +4,7 @@ recurrent network" and "Long-range dependency and the LSTM").
 The notes' RNN (순환 신경망) has three weight matrices {U1, U2, U3}: at step i the input x_i and
 the previous state h_{i-1} make the new state h_i, and h_i makes the output o_i::
 
-    h_i = tanh(U1 x_i + U2 h_{i-1} + b)        o_i = U3 h_i + c
+    h_i = tanh(U1 x_i + U2 h_{i-1} + b)        o_i = U3 h_i + b_o
 
 Vectors are rows here (``x @ U1.T``), the layout of ``torch.nn.RNN``: ``U1`` is its
 ``weight_ih_l0``, ``U2`` its ``weight_hh_l0`` and ``b = bias_ih_l0 + bias_hh_l0``, so the tests can
@@ -47,13 +47,17 @@ def rnn_cell(x: torch.Tensor, h: torch.Tensor, U1: torch.Tensor, U2: torch.Tenso
 def lstm_cell(
     x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, W_ih: torch.Tensor, W_hh: torch.Tensor, b: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One step of the LSTM (Hochreiter & Schmidhuber 1997, with a forget gate).
+    """One step of the LSTM (Hochreiter & Schmidhuber 1997; the forget gate is Gers, Schmidhuber &
+    Cummins 2000).
 
-    Each gate is a vector of real-valued openings in (0, 1), not a switch::
+    The gates are four slices of **one** pre-activation z = W_ih x_i + W_hh h_{i-1} + b of width 4D;
+    each gate is a vector of real-valued openings in (0, 1), not a switch::
 
-        i, f, o = sigmoid(.)    (input, forget, output gates)
-        g       = tanh(.)       (candidate memory)
-        c_i = f * c_{i-1} + i * g          h_i = o * tanh(c_i)
+        i = sigmoid(z[0:D])      f = sigmoid(z[D:2D])      (input, forget gates)
+        m~ = tanh(z[2D:3D])      o = sigmoid(z[3D:4D])     (candidate memory, output gate)
+        m_i = f * m_{i-1} + i * m~          h_i = o * tanh(m_i)
+
+    The memory cell m (the book's letter) is called ``c`` here, as in ``torch.nn.LSTM``.
 
     Args:
         x: (B, D_in) input; h, c: (B, D) previous state and memory cell.
@@ -62,10 +66,10 @@ def lstm_cell(
     Returns:
         (h_i, c_i), each (B, D).
     """
-    gates = x @ W_ih.T + h @ W_hh.T + b                                  # (B, 4D)
-    i, f, g, o = gates.chunk(4, dim=-1)                                   # 4 x (B, D)
-    i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
-    c = f * c + i * g
+    z = x @ W_ih.T + h @ W_hh.T + b                                      # (B, 4D): one pre-activation
+    i, f, m_new, o = z.chunk(4, dim=-1)                                   # 4 slices of (B, D)
+    i, f, m_new, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(m_new), torch.sigmoid(o)
+    c = f * c + i * m_new                                                 # the memory cell m_i
     return o * torch.tanh(c), c
 
 
@@ -89,7 +93,7 @@ def unroll(step: Callable[[torch.Tensor, object], tuple[torch.Tensor, object]],
 
 
 class RNN(nn.Module):
-    """The notes' RNN with weights {U1, U2, U3}: states h_i and outputs o_i = U3 h_i + c.
+    """The notes' RNN with weights {U1, U2, U3}: states h_i and outputs o_i = U3 h_i + b_o.
 
     Initialised like ``torch.nn.RNN`` (uniform in +-1/sqrt(D)).
     """
@@ -100,7 +104,7 @@ class RNN(nn.Module):
         self.U1 = nn.Parameter(torch.empty(dim, in_dim).uniform_(-k, k))
         self.U2 = nn.Parameter(torch.empty(dim, dim).uniform_(-k, k))
         self.b = nn.Parameter(torch.empty(dim).uniform_(-k, k))
-        self.U3 = nn.Linear(dim, out_dim)  # o_i = U3 h_i + c
+        self.U3 = nn.Linear(dim, out_dim)  # o_i = U3 h_i + b_o (b_o: the Linear's bias)
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (B, T, D_in); h0: (B, D) or None (zeros). Returns outputs o (B, T, D_out) and states h (B, T, D)."""
@@ -148,11 +152,11 @@ class LSTM(nn.Module):
 
 
 def gradient_norms_through_time(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """How much the last state still depends on each input: ``||d h_T / d x_i||`` for every i.
+    """How much the last state still depends on each input: ``||d (u . h_T) / d x_i||`` for every i.
 
-    The last state is projected on a fixed direction (the all-ones vector / sqrt(D)) so that the
-    gradient is that of one number; its norm over the input x_i measures how strongly a change at
-    step i still reaches step T. Distance T - i grows from right to left.
+    What is differentiated is one number, the projection of the last state on a fixed direction
+    u = (1, ..., 1) / sqrt(D) (a gradient needs a scalar); its norm over the input x_i measures how
+    strongly a change at step i still reaches step T. Distance T - i grows from right to left.
 
     Args:
         model: an :class:`RNN` or an :class:`LSTM` of this module.

@@ -147,10 +147,26 @@ def center_surround_maps(
 
 
 def local_maxima(m: torch.Tensor) -> torch.Tensor:
-    """(Hi, Wi) bool: True at the positive pixels that equal the maximum of their 3 x 3 neighbourhood."""
+    """(Hi, Wi) bool: one True per local maximum (peak) of the map.
+
+    A pixel is on a peak when it is positive and equals the maximum of its 3 x 3 neighbourhood. A
+    flat-topped peak (neighbouring pixels at the same value: a plateau) is **one** peak, marked at
+    its first pixel in row-major order, so that N(.) counts it once.
+    """
     padded = F.pad(m[None, None], (1, 1, 1, 1), value=float("-inf"))
     neighbourhood_max = F.max_pool2d(padded, kernel_size=3, stride=1)[0, 0]  # (Hi, Wi)
-    return (m >= neighbourhood_max) & (m > 0)
+    on_peak = (m >= neighbourhood_max) & (m > 0)
+    # Adjacent pixels that are both on a peak have the same value: label each plateau by the
+    # smallest row-major index it contains (min-pool the labels until nothing changes).
+    big = float(m.numel())
+    index = torch.arange(m.numel(), device=m.device, dtype=torch.float32).reshape(m.shape)
+    label = torch.where(on_peak, index, torch.full_like(index, big))
+    while True:
+        spread = -F.max_pool2d(F.pad(-label[None, None], (1, 1, 1, 1), value=-big), 3, stride=1)[0, 0]
+        spread = torch.where(on_peak, torch.minimum(label, spread), label)
+        if torch.equal(spread, label):
+            return on_peak & (label == index)
+        label = spread
 
 
 def normalize_map(m: torch.Tensor) -> torch.Tensor:

@@ -152,16 +152,25 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """An LSTM decoder reading a context vector c_i with y_{i-1} at every step.
 
+    Its state is g_i (the notes' letter; the LSTM's memory cell travels with it). The notes'
+    extra weight U_4 for c_i is the part of ``cell.weight_ih`` that multiplies c_i (its last D
+    columns), together with the part of ``out.weight`` that reads c_i.
+
     Args:
         attention: ``None`` (Sutskever / Cho: c_i = the encoder's last state, the same at every
             step), ``"dot"`` or ``"additive"`` (Bahdanau: c_i computed afresh by attention).
+        bahdanau: the additive attention of one step, ``bahdanau(query, keys, values, mask, W_q,
+            W_k, v) -> (context, weights)`` (default :func:`bahdanau_attention`; a lab plugs in the
+            student's).
     """
 
-    def __init__(self, *, vocab_size: int, embed_dim: int, dim: int, attention: str | None = None) -> None:
+    def __init__(self, *, vocab_size: int, embed_dim: int, dim: int, attention: str | None = None,
+                 bahdanau: Callable | None = None) -> None:
         super().__init__()
         if attention not in (None, "dot", "additive"):
             raise ValueError(f"attention must be None, 'dot' or 'additive', got {attention!r}")
         self.attention = attention
+        self.bahdanau = bahdanau or bahdanau_attention
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=PAD_ID)
         self.cell = nn.LSTMCell(embed_dim + dim, dim)      # reads y_{i-1} and c_i
         self.score = (AdditiveScore(query_dim=dim, key_dim=dim, dim=dim)
@@ -173,7 +182,7 @@ class Decoder(nn.Module):
         """One decoding step.
 
         Args:
-            y_prev: (B,) previous token; state: (g, cell), each (B, D).
+            y_prev: (B,) previous token; state: (g, memory cell), each (B, D).
             memory: with attention, (B, S, D) every encoder state; without, (B, D) the one
                 context vector (the encoder's last state), the same at every step.
             mask: (B, S) bool, True = padding (ignored without attention).
@@ -182,10 +191,13 @@ class Decoder(nn.Module):
             logits (B, V) of y_i, the new state, and the weights a_i (B, S) (None without attention).
         """
         weights = None
-        if self.attention:
-            g = state[0]                                                  # (B, D): query g_{i-1}
-            scores = dot_score(g, memory) if self.attention == "dot" else self.score(g, memory)   # (B, S)
-            context, weights = attend(scores, memory, mask)               # (B, D), (B, S)
+        g = state[0]                                                      # (B, D): the query g_{i-1}
+        if self.attention == "dot":
+            context, weights = attend(dot_score(g, memory), memory, mask)  # (B, D), (B, S)
+        elif self.attention == "additive":
+            score = self.score
+            context, weights = self.bahdanau(g, memory, memory, mask, score.W_q.weight, score.W_k.weight,
+                                             score.v.weight[0])           # (B, D), (B, S)
         else:
             context = memory                                              # (B, D): fixed context vector
         x = torch.cat([self.embed(y_prev), context], dim=-1)              # (B, E + D)
@@ -194,13 +206,17 @@ class Decoder(nn.Module):
 
 
 class Seq2Seq(nn.Module):
-    """Encoder + decoder; ``attention=None`` is Sutskever's model, ``"dot"``/``"additive"`` Bahdanau's."""
+    """Encoder + decoder; ``attention=None`` is Sutskever's model, ``"dot"``/``"additive"`` Bahdanau's.
+
+    ``bahdanau`` replaces the additive attention function of the decoder (see :class:`Decoder`).
+    """
 
     def __init__(self, *, src_vocab: int, tgt_vocab: int, embed_dim: int = 32, dim: int = 64,
-                 attention: str | None = None) -> None:
+                 attention: str | None = None, bahdanau: Callable | None = None) -> None:
         super().__init__()
         self.encoder = Encoder(vocab_size=src_vocab, embed_dim=embed_dim, dim=dim)
-        self.decoder = Decoder(vocab_size=tgt_vocab, embed_dim=embed_dim, dim=dim, attention=attention)
+        self.decoder = Decoder(vocab_size=tgt_vocab, embed_dim=embed_dim, dim=dim, attention=attention,
+                               bahdanau=bahdanau)
 
     def start(self, src: torch.Tensor, src_len: torch.Tensor, record: list | None = None) -> tuple[Step, object]:
         """Encode ``src`` (B, S); return a decoder ``step`` and its initial state.
@@ -273,20 +289,21 @@ def greedy_decode(step: Step, state: object, *, batch_size: int, max_len: int, s
     Returns:
         (B, L) long with L <= max_len: each row's tokens up to and including its ``<EOS>``, then
         ``pad_id``, on the device of ``state`` (the CPU if it holds no tensor). Decoding stops as
-        soon as every row has written ``<EOS>``.
+        soon as every row has written ``<EOS>``. Every row is fed its own previous output, so a
+        finished row is fed its ``<EOS>`` once, then ``pad_id``. ``max_len = 0`` gives a (B, 0) tensor.
     """
     device = _state_device(state)                                         # tokens live where the model does
     y = torch.full((batch_size,), sos_id, dtype=torch.long, device=device)
     done = torch.zeros(batch_size, dtype=torch.bool, device=device)
-    out = []
+    out = [torch.empty(batch_size, 0, dtype=torch.long, device=device)]   # so that max_len = 0 gives (B, 0)
     for _ in range(max_len):
         logits, state = step(y, state)
         y = logits.argmax(dim=-1).masked_fill(done, pad_id)               # (B,); finished rows write padding
-        out.append(y)
+        out.append(y[:, None])
         done = done | (y == eos_id)
-        if len(out) < max_len and bool(done.all()):                      # no check needed after the last step
+        if len(out) <= max_len and bool(done.all()):                     # no check needed after the last step
             break
-    return torch.stack(out, dim=1)                                        # (B, L)
+    return torch.cat(out, dim=1)                                          # (B, L)
 
 
 def _state_device(state: object) -> torch.device:

@@ -23,7 +23,7 @@ import torch
 from .harness import environment
 from .notebook import find_course_root, lab_names, solution_path
 
-__all__ = ["run_lab", "main"]
+__all__ = ["run_lab", "read_report", "describe_report", "main"]
 
 
 def _device_name() -> str:
@@ -57,6 +57,28 @@ def run_lab(lab: str, out_dir: Path, *, root: Path, profile: str = "full", timeo
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / f"{lab}.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     return report
+
+
+def read_report(lab: str, *, root: Path | None = None) -> dict | None:
+    """The committed ``reports/gpu/<lab>.json`` of the course (found from the working directory), or None."""
+    path = find_course_root(root) / "reports" / "gpu" / f"{lab}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def describe_report(lab: str, metric: str, *, root: Path | None = None) -> str:
+    """One sentence for a page: the ``full`` profile's ``metric`` from the GPU report, or that there is none.
+
+    Pages cite GPU results only through this, so a page never quotes a report that does not exist.
+    """
+    report = read_report(lab, root=root)
+    if report is None:
+        return (f"No GPU report of {lab} is committed yet (reports/gpu/ is empty for it); run "
+                "`make gpu-reports` on a CUDA machine to produce one.")
+    value = report.get("metrics", {}).get(metric)
+    if value is None:
+        return f"The GPU report of {lab} ({report['device']}) does not record {metric}."
+    return (f"{metric} = {value:.4g} in the full profile on {report['device']} "
+            f"(torch {report['torch']}, {report['seconds']:.0f} s, {report['date']}).")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -24,20 +24,20 @@ def unrolled_rnn(*, steps: int = 4):
 
 
 def lstm_cell():
-    """One LSTM step: four slices of one 4D pre-activation make the gates i, f, o and the candidate g~."""
+    """One LSTM step: four slices of one 4D pre-activation make the gates i, f, o and the candidate m~."""
     fig, ax = canvas(14.5, 8.6, title="LSTM cell: gates are real-valued openings in (0, 1)")
     inp = box(ax, (7.2, 0.6), "x_i and h_{i-1}", kind="input", w=2.8)
     pre = box(ax, (7.2, 2.1), "z = W_ih x_i + W_hh h_{i-1} + b   (one vector of 4D values)", kind="embed", w=8.4)
     arrow(ax, inp.top, pre.bottom)
     gates = [("i = sigmoid(z[0:D])", "input gate"), ("f = sigmoid(z[D:2D])", "forget gate"),
-             ("g~ = tanh(z[2D:3D])", "candidate"), ("o = sigmoid(z[3D:4D])", "output gate")]
+             ("m~ = tanh(z[2D:3D])", "candidate"), ("o = sigmoid(z[3D:4D])", "output gate")]
     boxes = []
     for k, (text, name) in enumerate(gates):
         b = box(ax, (1.9 + 3.55 * k, 4.1), text, kind="ffn" if k != 2 else "attention", w=3.3, h=0.8, fontsize=8)
         label(ax, (b.x, 4.75), name, fontsize=7, color="#495057")
         arrow(ax, (pre.x - 3.6 + 2.4 * k, pre.y + pre.h / 2), b.bottom)
         boxes.append(b)
-    cell = box(ax, (5.4, 6.3), "m_i = f * m_{i-1} + i * g~", kind="rnn", w=4.4)
+    cell = box(ax, (5.4, 6.3), "m_i = f * m_{i-1} + i * m~", kind="rnn", w=4.4)
     for b in boxes[:3]:
         arrow(ax, b.top, cell.bottom)
     hid = box(ax, (11.3, 6.3), "h_i = o * tanh(m_i)", kind="output", w=3.6)
