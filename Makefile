@@ -12,7 +12,7 @@ LAB ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup book book-fast release lab lab-instructor grade test test-fast gpu-reports browser-deps clean
+.PHONY: help setup book book-class book-fast release lab lab-instructor grade test test-fast gpu-reports browser-deps clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -39,6 +39,9 @@ book: setup release  ## build the book (fails on any cell error or Sphinx warnin
 	ATTNLAB_PROGRESS=text $(BIN)/python -m attnlab.course.book_execute   # changed pages, one process per core
 	ATTNLAB_PROGRESS=text $(BIN)/jupyter-book build --all -W -n --keep-going .
 	@echo "book: open _build/html/index.html"
+
+book-class: setup release  ## build the class edition (graded answers held back) into _build/class/_build/html
+	ATTNLAB_PROGRESS=text $(BIN)/python -m attnlab.course.editions class
 
 release: $(STAMP)  ## regenerate labs/ from solutions/ with nbgrader
 	$(BIN)/python -m attnlab.course.release

@@ -64,12 +64,95 @@ def built_book(tmp_path_factory):
     return HTML
 
 
-@pytest.fixture(scope="module")
-def server(built_book):
-    handler = functools.partial(QuietHandler, directory=str(built_book))
+def _build_class(shared: Path) -> dict:
+    from attnlab.course import editions
+
+    env = dict(os.environ, ATTNLAB_PROGRESS="text")
+    env.pop("ATTNLAB_FORCE_PROFILE", None)
+    shutil.rmtree(editions.output_dir(ROOT, "class"), ignore_errors=True)
+    proc = subprocess.run(editions.build_command(ROOT, "class"), cwd=ROOT, env=env, capture_output=True, text=True)
+    log = proc.stdout + proc.stderr
+    warnings = [line for line in log.splitlines() if "WARNING" in line and "Kernel is running over TCP" not in line]
+    return {"returncode": proc.returncode, "warnings": warnings, "tail": log.splitlines()[-40:]}
+
+
+@pytest.fixture(scope="session")
+def class_book(built_book, tmp_path_factory):
+    """The class edition, built (from the same execution cache) after the self-study edition."""
+    from attnlab.course import editions
+
+    result = shared_run(tmp_path_factory, "book-class", _build_class)
+    assert result["returncode"] == 0 and not result["warnings"], \
+        "class edition build failed:\n" + "\n".join(result["warnings"] or result["tail"])
+    return editions.output_dir(ROOT, "class")
+
+
+def _site_texts(site: Path):
+    """(path, text) of every file of a built site a reader can open: pages as text, sources, downloads."""
+    import html as _html
+
+    for path in sorted(site.rglob("*")):
+        if not path.is_file():
+            continue
+        if path.suffix == ".html":
+            yield path, _html.unescape(re.sub(r"<[^>]+>", "", path.read_text(encoding="utf-8", errors="replace")))
+        elif path.suffix in (".md", ".txt", ".ipynb", ".py", ".json") and "_static" not in path.parts:
+            yield path, path.read_text(encoding="utf-8", errors="replace")
+
+
+def _shown_solution_lines(site: Path) -> dict[str, list[str]]:
+    from attnlab.course.editions import solution_lines
+
+    lines = solution_lines(ROOT)
+    shown: dict[str, list[str]] = {}
+    for path, text in _site_texts(site):
+        flat = " ".join(text.split())
+        for line in lines:
+            if line in flat:
+                shown.setdefault(line, []).append(str(path.relative_to(site)))
+    return shown
+
+
+@pytest.mark.slow
+def test_the_class_edition_shows_no_graded_answer(built_book, class_book):
+    """No line of any solution cell (white space normalised) is in the class edition's HTML, sources or
+    downloads, while the self-study edition shows them; every graded listing became a note."""
+    from attnlab.course.editions import graded_objects
+
+    leaked = _shown_solution_lines(class_book)
+    assert not leaked, "the class edition shows solution code: " + "; ".join(
+        f"{line!r} in {files[:3]}" for line, files in sorted(leaked.items()))
+    assert len(_shown_solution_lines(built_book)) >= 10, "the self-study edition should show the reference code"
+    graded = graded_objects(ROOT)
+    for page in toc_pages():
+        source = (ROOT / f"{page}.md").read_text(encoding="utf-8")
+        listed = {m.split(".")[0] for m in re.findall(r":pyobject:\s*(\S+)", source)} & set(graded)
+        notes = (class_book / f"{page}.html").read_text(encoding="utf-8").count("attnlab-graded")
+        assert notes == sum(1 for m in re.findall(r":pyobject:\s*(\S+)", source) if m.split(".")[0] in listed), page
+        for name in listed:
+            obj = graded[name]
+            text = (class_book / f"{page}.html").read_text(encoding="utf-8")
+            assert f"Lab {obj.lab_number}, exercise {obj.exercise}" in text, (page, name)
+
+
+def _serve(directory: Path):
+    handler = functools.partial(QuietHandler, directory=str(directory))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
+    return httpd
+
+
+@pytest.fixture(scope="module")
+def server(built_book):
+    httpd = _serve(built_book)
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def class_server(class_book):
+    httpd = _serve(class_book)
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
 
@@ -254,3 +337,21 @@ def test_gpu_results_are_quoted_only_from_an_existing_report(tmp_path):
         ' "metrics": {"previous_token_accuracy": 0.999}}')
     said = describe_report("lab03_transformer", "previous_token_accuracy", root=tmp_path)
     assert "0.999" in said and "NVIDIA H100" in said
+
+
+@pytest.mark.browser
+def test_the_class_edition_works_offline_and_its_notes_link_the_labs(browser, class_server):
+    for doc in toc_pages():
+        visit = Visit(browser, class_server)
+        page = visit.open(f"{doc}.html")
+        if page.locator(".math").count():
+            _typeset(page)
+        assert not visit.errors, f"class edition, {doc}: {visit.errors}"
+        assert not visit.outside, f"class edition, {doc} asked for outside resources: {visit.outside}"
+        broken = page.evaluate("""Array.from(document.querySelectorAll('main img')).filter(
+            i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src'))""")
+        assert not broken, f"class edition, {doc}: images that did not load: {broken}"
+        for href in page.locator(".attnlab-graded a.download").evaluate_all("els => els.map(e => e.href)"):
+            response = page.request.get(href)
+            assert response.ok and response.body()[:1] == b"{", f"class edition, {doc}: the lab link {href} is broken"
+        visit.close()

@@ -64,7 +64,7 @@ def _run_class(lab: str, shared: Path, root: Path) -> dict:
     mutated = _with_solutions(released, solution)
     for cell in mutated.cells:
         if _nbg(cell).get("grade_id") == mutant.exercise:
-            cell.source = mutant.source
+            cell.source = mutant.apply(cell.source)       # the solution's answer, with the mutant's edit
     subs = {
         "solution": nbformat.writes(_with_solutions(released, solution)),
         "blank": nbformat.writes(released),

@@ -1,5 +1,11 @@
 """Small Sphinx fixes and checks the course's book needs (loaded through _config.yml's local_extensions).
 
+* Two editions (``attnlab_edition``: ``"self-study"``, the default, or ``"class"``): in the class
+  edition a ``literalinclude`` of a graded object (a function or class some lab's solution cell
+  defines, see ``attnlab.course.editions``) shows a note with a link to the lab instead of the code,
+  and a code cell tagged ``graded-answer`` (a page computing a graded step inline) shows only its
+  output.
+
 * A page may cite a GPU report (``reports/gpu/<name>.json``, ``reports/<...>.json``) only if the
   file exists: a mention of a missing report is a build warning (and ``make book`` fails on
   warnings). Pages quote GPU results through ``attnlab.course.gpu_reports.describe_report``, which
@@ -15,6 +21,9 @@
 import re
 from pathlib import Path
 
+from docutils import nodes
+from sphinx import addnodes
+from sphinx.directives.code import LiteralInclude
 from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
@@ -39,13 +48,78 @@ def missing_reports(text: str, root: Path) -> list[str]:
     return sorted(m for m in set(_REPORT.findall(text)) if not (root / m).is_file())
 
 
+_ANSWER_TAGS = re.compile(r"^(:tags:\s*\[)([^\]]*\bgraded-answer\b[^\]]*)\]", flags=re.M)
+
+
+def hide_answer_cells(text: str) -> str:
+    """Class edition: code cells tagged ``graded-answer`` (a page computing a graded step inline)
+    keep their output but lose their input."""
+    return _ANSWER_TAGS.sub(lambda m: f"{m.group(1)}{m.group(2)}, remove-input]", text)
+
+
+def _read_source(app, docname, source):
+    if app.config.attnlab_edition == "class":
+        source[0] = hide_answer_cells(source[0])
+    _check_reports(app, docname, source)
+
+
 def _check_reports(app, docname, source):
     for match in missing_reports(source[0], Path(app.srcdir)):
         logger.warning(f"{docname} cites {match}, which does not exist: quote GPU results through "
                        "attnlab.course.gpu_reports.describe_report", location=docname)
 
 
+class ClassEditionLiteralInclude(LiteralInclude):
+    """``literalinclude`` that, in the class edition, holds back the source of graded objects."""
+
+    def run(self):
+        env = self.state.document.settings.env
+        target = (self.options.get("pyobject") or "").split(".")[0]
+        if env.config.attnlab_edition == "class" and target:
+            graded = _graded(env.app)
+            if target in graded:
+                return [self._note(env, graded[target])]
+        return super().run()
+
+    def _note(self, env, obj):
+        lab_file = f"labs/{obj.lab}/{obj.lab}.ipynb"
+        rel = Path(env.docname).parent
+        reftarget = str(Path(*([".."] * len(rel.parts))) / lab_file) if rel.parts else lab_file
+        note = nodes.admonition(classes=["tip", "attnlab-graded"])
+        note += nodes.title(text="Graded in a lab")
+        para = nodes.paragraph()
+        para += nodes.Text("You write ")
+        para += nodes.literal(text=obj.name)
+        para += nodes.Text(f" yourself in Lab {obj.lab_number}, exercise {obj.exercise}. The reference code is held "
+                           "back in the class edition: ")
+        link = addnodes.download_reference("", "", refdoc=env.docname, reftarget=reftarget, refexplicit=True,
+                                           reftype="download", refdomain="")
+        link += nodes.literal(text=f"{obj.lab}.ipynb")
+        para += link
+        para += nodes.Text(".")
+        note += para
+        return note
+
+
+def _graded(app):
+    if not hasattr(app, "_attnlab_graded"):
+        from attnlab.course.editions import graded_objects
+
+        app._attnlab_graded = graded_objects(Path(app.srcdir))
+    return app._attnlab_graded
+
+
+def _class_edition_config(app, config):
+    """The class edition ships no page sources (they would show the code cells' text)."""
+    if config.attnlab_edition == "class":
+        config.html_copy_source = False
+        config.html_theme_options = dict(config.html_theme_options or {}, use_download_button=False)
+
+
 def setup(app):
+    app.add_config_value("attnlab_edition", "self-study", "env", types=[str])
+    app.connect("config-inited", _class_edition_config)
+    app.add_directive("literalinclude", ClassEditionLiteralInclude, override=True)
     app.connect("html-page-context", _dedupe_scripts)
-    app.connect("source-read", _check_reports)
+    app.connect("source-read", _read_source)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
