@@ -107,6 +107,28 @@ def test_every_exercise_has_two_mutants(lab):
     assert not unknown, f"mutants for exercises that do not exist: {unknown}"
 
 
+@pytest.fixture(scope="session")
+def cell_runner():
+    """One warm process per test worker: each mutant runs in a fork of it (no kernel start, no new
+    ``import torch``); the solutions themselves are executed by papermill above, in a real kernel."""
+    from attnlab.course.cellrunner import CellRunner
+
+    runner = CellRunner()
+    yield runner
+    runner.close()
+
+
+def test_the_fast_runner_scores_like_a_kernel(tmp_path, cell_runner):
+    """The forked runner and a real kernel give the same verdicts on a lab with a mutant in it."""
+    lab = "lab03_transformer"
+    nb = harness.read(harness.solution_path(lab, ROOT))
+    mutant = next(m for m in harness.load_mutants(lab, ROOT) if m.exercise == harness.exercises(nb)[1])
+    mutated = harness.substitute(nb, mutant)                             # exercises 1 and 2 with their tests
+    fast = harness.cell_scores(harness.execute_forked(mutated, cell_runner, cwd=tmp_path))
+    slow = harness.cell_scores(harness.execute(mutated, cwd=tmp_path)[0])
+    assert fast == slow and 0 < sum(fast.values()) < sum(harness.test_cells(mutated).values())
+
+
 @pytest.mark.parametrize("lab", LABS)
 def test_every_mutant_is_an_edit_that_applies(lab):
     """Each mutant's edit matches its solution cell exactly once and changes it; a whole-cell
@@ -137,9 +159,9 @@ def test_a_stale_edit_fails_loudly():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lab,mutant", MUTANTS, ids=[f"{lab}-{m.exercise}-{m.name}" for lab, m in MUTANTS])
-def test_mutant_loses_points(lab, mutant, tmp_path):
+def test_mutant_loses_points(lab, mutant, tmp_path, cell_runner):
     nb = harness.read(harness.solution_path(lab, ROOT))
-    executed, _ = harness.execute(harness.substitute(nb, mutant), cwd=tmp_path)
+    executed = harness.execute_forked(harness.substitute(nb, mutant), cell_runner, cwd=tmp_path)
     scores = harness.cell_scores(executed)
     mine = harness.tests_of(nb, mutant.exercise)
     lost = sum(harness.test_cells(nb)[t] - scores[t] for t in mine)
