@@ -105,7 +105,7 @@ def test_every_exercise_has_two_mutants(lab):
     mutants = harness.load_mutants(lab, ROOT)
     for ex in harness.exercises(nb):
         names = [m.name for m in mutants if m.exercise == ex]
-        assert len(names) >= 2, f"{lab}: exercise {ex} has {len(names)} mutant(s) in tests/mutants/{lab}.py; at least 2 needed"
+        assert len(names) >= 2, f"{lab}: exercise {ex} has {len(names)} mutant(s) in tests/mutants/{lab}.yml; at least 2 needed"
     unknown = {m.exercise for m in mutants} - set(harness.exercises(nb))
     assert not unknown, f"mutants for exercises that do not exist: {unknown}"
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import importlib.util
 import os
 import time
 from dataclasses import dataclass
@@ -104,7 +103,7 @@ class Mutant:
             if count != 1:
                 raise MutantDoesNotApply(
                     f"mutant {self.id}: the text to replace occurs {count} times in the solution cell "
-                    f"(exactly once needed); update tests/mutants/ to the solution:\n{old}")
+                    f"(exactly once needed); update tests/mutants/<lab>.yml to the solution:\n{old}")
             solution = solution.replace(old, new)
         return solution
 
@@ -114,14 +113,31 @@ def solution_path(lab: str, root: Path) -> Path:
 
 
 def load_mutants(lab: str, root: Path) -> list[Mutant]:
-    """The ``MUTANTS`` list of ``tests/mutants/<lab>.py`` (empty if the file is missing)."""
-    path = Path(root) / "tests" / "mutants" / f"{lab}.py"
+    """The mutants of ``tests/mutants/<lab>.yml`` (none if the file is missing).
+
+    The file maps each exercise's grade id to a list of mutants; a mutant has ``name``, ``why`` and
+    either ``replace`` (a list of ``{old, new}`` edits) or ``source`` with ``because`` (a whole cell).
+    Mutants are data, not code: YAML keeps them free of boilerplate.
+    """
+    import yaml
+
+    path = Path(root) / "tests" / "mutants" / f"{lab}.yml"
     if not path.exists():
         return []
-    spec = importlib.util.spec_from_file_location(f"mutants_{lab}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return list(module.MUTANTS)
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    mutants = []
+    for exercise, entries in data.items():
+        for entry in entries:
+            unknown = set(entry) - {"name", "why", "replace", "source", "because"}
+            if unknown:
+                raise ValueError(f"{path.name}: mutant {exercise}:{entry.get('name')} has unknown keys {sorted(unknown)}")
+            if "source" in entry:
+                mutants.append(Mutant.rewrite(exercise, entry["name"], entry["why"], source=entry["source"],
+                                              because=entry.get("because", "")))
+            else:
+                pairs = [(edit["old"], edit["new"]) for edit in entry.get("replace") or []]
+                mutants.append(Mutant.edit(exercise, entry["name"], entry["why"], replace=pairs))
+    return mutants
 
 
 exercises = notebook.exercises
