@@ -1,7 +1,10 @@
 """Run every lab solution in the ``full`` profile on a CUDA machine; write ``reports/gpu/<lab>.json``.
 
-``python -m attnlab.course.gpu_reports [LAB ...] [--allow-cpu]`` (``make gpu-reports``). Each
-solution is executed with papermill (``profile="full"``); the metrics it records with
+``python -m attnlab.course.gpu_reports [LAB ...] [--allow-cpu] [--engine papermill|exec]``
+(``make gpu-reports``). Each solution is executed with papermill (``profile="full"``), or, with
+``--engine exec`` on a machine without the Jupyter stack (the lent GPU machines have torch but no
+papermill), by running its code cells in order in a fresh Python process with ``profile = "full"``
+set after the parameters cell; the metrics it records with
 ``attnlab.training.record_metric`` are collected through ``ATTNLAB_METRICS_FILE``, and the report
 holds them with the device name, the torch version and the run time. Without CUDA the command
 stops, unless ``--allow-cpu`` is given (then the report says so and is written under
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import tempfile
@@ -20,27 +24,61 @@ from pathlib import Path
 
 import torch
 
-from .harness import environment
-from .notebook import find_course_root, lab_names, solution_path
+from .notebook import environment, find_course_root, lab_names, solution_path
 
-__all__ = ["run_lab", "read_report", "describe_report", "main"]
+__all__ = ["run_lab", "notebook_code", "read_report", "describe_report", "main"]
 
 
 def _device_name() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else platform.processor() or "cpu"
 
 
-def run_lab(lab: str, out_dir: Path, *, root: Path, profile: str = "full", timeout: int = 1800) -> dict:
-    """Execute ``solutions/<lab>`` in ``profile``; return and write its report."""
+def _run_papermill(src: Path, tmp: str, lab: str, profile: str, timeout: int) -> None:
     import papermill as pm
 
+    pm.execute_notebook(str(src), str(Path(tmp) / f"{lab}.ipynb"), parameters={"profile": profile},
+                        cwd=tmp, progress_bar=False, kernel_name="python3", execution_timeout=timeout)
+
+
+def notebook_code(src: Path, profile: str) -> list[str]:
+    """The code cells of a notebook (read as plain JSON), with ``profile`` set after the parameters cell."""
+    cells = json.loads(src.read_text(encoding="utf-8"))["cells"]
+    code = []
+    for cell in cells:
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        code.append(source)
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            code.append(f"profile = {profile!r}")
+    return code
+
+
+def _run_exec(src: Path, tmp: str, profile: str, timeout: int) -> None:
+    """Run the code cells in a fresh process (no Jupyter needed); raise if a cell fails."""
+    import subprocess
+
+    (Path(tmp) / "cells.json").write_text(json.dumps(notebook_code(src, profile)))
+    script = ("import json, sys; from attnlab.course.cellrunner import run_cells; "
+              "errors = run_cells(json.load(open('cells.json'))); bad = [e for e in errors if e]; "
+              "print(bad[0] if bad else 'ok', file=sys.stderr); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp, timeout=timeout, env={**os.environ, "MPLBACKEND": "Agg"})
+    if proc.returncode != 0:
+        raise RuntimeError(f"{src.name}: a cell failed in the {profile} profile (see the message above)")
+
+
+def run_lab(lab: str, out_dir: Path, *, root: Path, profile: str = "full", timeout: int = 1800,
+            engine: str = "papermill") -> dict:
+    """Execute ``solutions/<lab>`` in ``profile``; return and write its report."""
     src = solution_path(lab, root)
     with tempfile.TemporaryDirectory(prefix=f"attnlab-{lab}-") as tmp:
         metrics_file = Path(tmp) / "metrics.json"
         start = time.perf_counter()
         with environment(ATTNLAB_METRICS_FILE=str(metrics_file), ATTNLAB_PROGRESS="text"):
-            pm.execute_notebook(str(src), str(Path(tmp) / f"{lab}.ipynb"), parameters={"profile": profile},
-                                cwd=tmp, progress_bar=False, kernel_name="python3", execution_timeout=timeout)
+            if engine == "exec":
+                _run_exec(src, tmp, profile, timeout)
+            else:
+                _run_papermill(src, tmp, lab, profile, timeout)
         seconds = time.perf_counter() - start
         metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
     report = {
@@ -86,13 +124,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("labs", nargs="*", help="lab folder names (default: all)")
     parser.add_argument("--allow-cpu", action="store_true", help="run without CUDA (report goes to reports/cpu-full/)")
     parser.add_argument("--course", type=Path, default=None, help="course root (default: found from the working directory)")
+    parser.add_argument("--engine", choices=("papermill", "exec"), default="papermill",
+                        help="exec: run the code cells without Jupyter (for machines without papermill)")
+    parser.add_argument("--out", type=Path, default=None, help="folder for the reports (default: COURSE/reports/gpu)")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available() and not args.allow_cpu:
         sys.exit("gpu-reports: no CUDA device here; the full profile is meant for a GPU (use --allow-cpu to force)")
     root = find_course_root(args.course)
-    out_dir = root / "reports" / ("gpu" if torch.cuda.is_available() else "cpu-full")
+    out_dir = args.out or root / "reports" / ("gpu" if torch.cuda.is_available() else "cpu-full")
     for lab in args.labs or lab_names(root):
-        report = run_lab(lab, out_dir, root=root)
+        report = run_lab(lab, out_dir, root=root, engine=args.engine)
         print(f"{lab}: {report['seconds']} s on {report['device']}: {report['metrics']}")
 
 

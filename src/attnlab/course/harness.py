@@ -9,7 +9,6 @@ cell earns its points when it runs without an error).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import time
@@ -20,7 +19,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from . import notebook
-from .notebook import lab_names
+from .notebook import environment, lab_names
 
 __all__ = [
     "Mutant",
@@ -38,21 +37,6 @@ __all__ = [
     "error_of",
     "read",
 ]
-
-
-@contextlib.contextmanager
-def environment(**variables: str):
-    """Set environment variables (inherited by the kernels started inside) and restore them after."""
-    saved = {k: os.environ.get(k) for k in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 class MutantDoesNotApply(ValueError):

@@ -14,11 +14,10 @@ read notebooks through these functions; the grader and the kernel guard identify
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from pathlib import Path
-
-import nbformat
 
 __all__ = [
     "HIDDEN_BEGIN",
@@ -39,6 +38,7 @@ __all__ = [
     "split_hidden",
     "visible_source",
     "cell_hash",
+    "environment",
 ]
 
 HIDDEN_BEGIN = "### BEGIN HIDDEN TESTS"
@@ -76,9 +76,26 @@ def solution_path(lab: str, root: Path) -> Path:
     return Path(root) / "solutions" / lab / f"{lab}.ipynb"
 
 
-def read(path: str | os.PathLike) -> nbformat.NotebookNode:
+def read(path: str | os.PathLike) -> "nbformat.NotebookNode":  # noqa: F821 - imported lazily
     """Read a notebook as nbformat 4."""
+    import nbformat  # lazily: the GPU machine runs gpu_reports without the Jupyter stack
+
     return nbformat.read(str(path), as_version=4)
+
+
+@contextlib.contextmanager
+def environment(**variables: str):
+    """Set environment variables (inherited by the processes started inside) and restore them after."""
+    saved = {k: os.environ.get(k) for k in variables}
+    os.environ.update(variables)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def nbgrader_meta(cell) -> dict:
