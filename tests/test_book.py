@@ -355,3 +355,31 @@ def test_the_class_edition_works_offline_and_its_notes_link_the_labs(browser, cl
             response = page.request.get(href)
             assert response.ok and response.body()[:1] == b"{", f"class edition, {doc}: the lab link {href} is broken"
         visit.close()
+
+
+@pytest.mark.browser
+def test_the_offline_archive_opens_from_disk(built_book, browser, tmp_path):
+    """make book-archive: unzipped anywhere, the book works from disk (file://), equations and figures too."""
+    import zipfile
+
+    from attnlab.course.editions import archive
+
+    path = archive(ROOT)
+    with zipfile.ZipFile(path) as z:
+        z.extractall(tmp_path)
+    index = tmp_path / "attnlab-book" / "index.html"
+    assert index.is_file()
+    page = browser.new_page()
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.goto(index.as_uri())
+    chapter = tmp_path / "attnlab-book" / "book" / "03_transformer.html"
+    page.goto(chapter.as_uri(), wait_until="load")
+    page.wait_for_function("window.MathJax && MathJax.startup && MathJax.startup.promise", timeout=15000)
+    page.evaluate("MathJax.startup.promise")
+    assert page.locator("mjx-container").count() >= 10, "equations are not typeset from disk"
+    broken = page.evaluate("""Array.from(document.querySelectorAll('main img')).filter(
+        i => !(i.complete && i.naturalWidth > 0)).length""")
+    assert broken == 0 and not errors, (broken, errors)
+    page.close()

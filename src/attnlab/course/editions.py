@@ -18,7 +18,7 @@ from pathlib import Path
 from . import notebook
 
 __all__ = ["EDITIONS", "GradedObject", "graded_objects", "solution_regions", "solution_lines", "normalise",
-           "output_dir", "build_command", "main"]
+           "output_dir", "build_command", "archive", "main"]
 
 EDITIONS = ("self-study", "class")
 _BEGIN, _END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -113,6 +113,24 @@ def build_command(root: Path, edition: str) -> list[str]:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return cmd + ["--config", str(path), "--path-output", str(root / "_build" / "class"), str(root)]
+
+
+def archive(root: Path | str, edition: str = "self-study") -> Path:
+    """Zip a built edition into ``build/attnlab-book[-class].zip`` (top folder ``attnlab-book``): a
+    student unzips it anywhere and opens ``attnlab-book/index.html`` from disk, offline."""
+    import zipfile
+
+    root = Path(root).resolve()
+    site = output_dir(root, edition)
+    if not (site / "index.html").is_file():
+        raise FileNotFoundError(f"{site} has no built book: build the {edition} edition first")
+    path = root / "build" / ("attnlab-book.zip" if edition == "self-study" else f"attnlab-book-{edition}.zip")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for file in sorted(site.rglob("*")):
+            if file.is_file():
+                z.write(file, Path("attnlab-book") / file.relative_to(site))
+    return path
 
 
 def main(argv: list[str] | None = None) -> None:
