@@ -1,4 +1,6 @@
-"""Plots the book and the labs share: attention heat maps, grids of heads, learning curves.
+"""Plots the book and the labs share: attention heat maps, grids of heads, learning curves, and grids
+of images with boxes, masks, patch lines and captions drawn over them (scenes, detections,
+segmentations, reconstructions).
 
 Nothing changes matplotlib's global state on import; call :func:`use_style` once at the top of a
 notebook to apply the course's style.
@@ -6,13 +8,15 @@ notebook to apply the course's style.
 
 from __future__ import annotations
 
+import textwrap
 from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-__all__ = ["use_style", "attention_heatmap", "attention_heads", "learning_curves"]
+__all__ = ["use_style", "attention_heatmap", "attention_heads", "learning_curves",
+           "draw_boxes", "draw_mask", "draw_image", "image_grid"]
 
 _STYLE = {
     "figure.dpi": 100,
@@ -134,6 +138,123 @@ def learning_curves(history, *, metric: str | None = None, title: str | None = N
         ax.plot(history.eval_step, [e[metric] for e in history.eval], marker="o")
         ax.set_xlabel("step")
         ax.set_ylabel(metric)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------------------- images
+def draw_boxes(
+    ax: plt.Axes,
+    boxes: torch.Tensor | np.ndarray,
+    *,
+    image_size: tuple[int, int],
+    labels: Sequence[str] | None = None,
+    colour: str = "white",
+) -> None:
+    """Draw boxes given as (cx, cy, w, h) fractions of the image (DETR's format) on an image shown by ``imshow``.
+
+    Args:
+        boxes: (N, 4); boxes with w or h <= 0 (padding) are skipped.
+        image_size: (Hi, Wi) of the image under the boxes.
+        labels: one text per box, written at its top-left corner.
+    """
+    hi, wi = image_size
+    for i, (cx, cy, w, h) in enumerate(_to_numpy(boxes).reshape(-1, 4)):
+        if w <= 0 or h <= 0:
+            continue
+        x0, y0 = (cx - w / 2) * wi - 0.5, (cy - h / 2) * hi - 0.5          # imshow puts pixel i at i +- 0.5
+        ax.add_patch(plt.Rectangle((x0, y0), w * wi, h * hi, fill=False, edgecolor=colour, linewidth=1.2))
+        if labels is not None:
+            ax.text(x0, y0, labels[i], fontsize=6, color="black", va="bottom",
+                    bbox={"facecolor": colour, "edgecolor": "none", "pad": 0.5, "alpha": 0.8})
+
+
+def draw_mask(ax: plt.Axes, mask: torch.Tensor | np.ndarray, *, alpha: float = 0.5) -> None:
+    """Overlay a (Hi, Wi) class map: class 0 is transparent, class c > 0 gets colour c - 1 of ``tab10``."""
+    m = _to_numpy(mask).astype(int)
+    colours = plt.get_cmap("tab10")((m - 1) % 10)                          # (Hi, Wi, 4) RGBA
+    colours[..., 3] = np.where(m > 0, alpha, 0.0)
+    ax.imshow(colours, interpolation="nearest")
+
+
+def draw_image(
+    ax: plt.Axes,
+    image: torch.Tensor | np.ndarray,
+    *,
+    boxes: torch.Tensor | np.ndarray | None = None,
+    box_labels: Sequence[str] | None = None,
+    mask: torch.Tensor | np.ndarray | None = None,
+    caption: str | None = None,
+    patch_size: int | None = None,
+    mask_alpha: float = 0.5,
+) -> None:
+    """Show one image on ``ax`` with what a chapter wants over it.
+
+    Args:
+        image: (3, Hi, Wi) RGB or (Hi, Wi) grey, values in [0, 1] (clipped).
+        boxes, box_labels: see :func:`draw_boxes` (boxes as (cx, cy, w, h) fractions).
+        mask, mask_alpha: (Hi, Wi) integer class map and its opacity, see :func:`draw_mask`.
+        caption: a title above the image, wrapped.
+        patch_size: draw the lines between P x P patches (a ViT's view of the image).
+    """
+    x = np.clip(_to_numpy(image), 0.0, 1.0)
+    if x.ndim == 3:
+        x = x.transpose(1, 2, 0)                                           # (Hi, Wi, 3) for imshow
+    ax.imshow(x, cmap="gray" if x.ndim == 2 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
+    hi, wi = x.shape[:2]
+    if mask is not None:
+        draw_mask(ax, mask, alpha=mask_alpha)
+    if boxes is not None:
+        draw_boxes(ax, boxes, image_size=(hi, wi), labels=box_labels)
+    if patch_size:
+        for k in range(patch_size, hi, patch_size):
+            ax.axhline(k - 0.5, color="white", linewidth=0.6)
+        for k in range(patch_size, wi, patch_size):
+            ax.axvline(k - 0.5, color="white", linewidth=0.6)
+    if caption:
+        ax.set_title(textwrap.fill(caption, 26), fontsize=7)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def image_grid(
+    images: torch.Tensor | np.ndarray | Sequence,
+    *,
+    ncols: int = 8,
+    boxes: Sequence | None = None,
+    box_labels: Sequence[Sequence[str]] | None = None,
+    masks: Sequence | None = None,
+    captions: Sequence[str] | None = None,
+    patch_size: int | None = None,
+    mask_alpha: float = 0.5,
+    panel: float = 1.5,
+    title: str | None = None,
+) -> plt.Figure:
+    """A grid of images, each drawn by :func:`draw_image` with its own boxes, mask and caption.
+
+    Args:
+        images: (B, 3, Hi, Wi) or (B, Hi, Wi), or a sequence of such images (sizes may differ).
+        boxes: per image, (N_b, 4) (cx, cy, w, h) fractions; a padded (B, N, 4) tensor works too
+            (zero boxes are skipped).
+        box_labels: per image, one text per box.
+        masks: per image, a (Hi, Wi) class map (a (B, Hi, Wi) tensor works).
+        captions: per image, a title.
+        panel: the side of one panel in inches.
+    """
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols, panel * nrows + (0.3 if captions else 0)),
+                             squeeze=False)
+    pick = lambda items, i: None if items is None else items[i]            # noqa: E731
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.axis("off")
+            continue
+        draw_image(ax, images[i], boxes=pick(boxes, i), box_labels=pick(box_labels, i), mask=pick(masks, i),
+                   caption=pick(captions, i), patch_size=patch_size, mask_alpha=mask_alpha)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
