@@ -110,8 +110,7 @@ def attention_heads(
         else:
             ax.axis("off")
     if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+        fig.suptitle(title, y=1 - 0.1 / height, va="top")
     return fig
 
 
@@ -139,12 +138,12 @@ def learning_curves(history, *, metric: str | None = None, title: str | None = N
         ax.set_xlabel("step")
         ax.set_ylabel(metric)
     if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+        fig.suptitle(title, y=1 - 0.1 / height, va="top")
     return fig
 
 
 # --------------------------------------------------------------------------------------- images
+_CAPTION_WIDTH = 26                     # characters per line of a caption above an image
 def draw_boxes(
     ax: plt.Axes,
     boxes: torch.Tensor | np.ndarray,
@@ -214,7 +213,7 @@ def draw_image(
         for k in range(patch_size, wi, patch_size):
             ax.axvline(k - 0.5, color="white", linewidth=0.6)
     if caption:
-        ax.set_title(textwrap.fill(caption, 26), fontsize=7)
+        ax.set_title(textwrap.fill(caption, _CAPTION_WIDTH), fontsize=7)
     ax.set_xticks([])
     ax.set_yticks([])
 
@@ -236,18 +235,25 @@ def image_grid(
 
     Args:
         images: (B, 3, Hi, Wi) or (B, Hi, Wi), or a sequence of such images (sizes may differ).
-        boxes: per image, (N_b, 4) (cx, cy, w, h) fractions; a padded (B, N, 4) tensor works too
-            (zero boxes are skipped).
+        boxes: per image, (N, 4) (cx, cy, w, h) fractions (N may differ between images); a padded
+            (B, N, 4) tensor works too (zero boxes are skipped).
         box_labels: per image, one text per box.
         masks: per image, a (Hi, Wi) class map (a (B, Hi, Wi) tensor works).
         captions: per image, a title.
         panel: the side of one panel in inches.
+
+    The layout is computed, not searched for (``tight_layout`` costs seconds on a large grid).
     """
     n = len(images)
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols, panel * nrows + (0.3 if captions else 0)),
-                             squeeze=False)
+    lines = max((textwrap.fill(c, _CAPTION_WIDTH).count("\n") + 1 for c in captions), default=0) if captions else 0
+    above = 0.05 + lines * 9 / 72                                          # inches above a panel: its caption
+    top = 0.4 if title else 0.0
+    height = nrows * (panel + above) + top
+    fig, axes = plt.subplots(nrows, ncols, figsize=(panel * ncols, height), squeeze=False)
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.05 / height, top=1 - (above + top) / height,
+                        wspace=0.05, hspace=(above + 0.05) / panel)
     pick = lambda items, i: None if items is None else items[i]            # noqa: E731
     for i, ax in enumerate(axes.flat):
         if i >= n:
@@ -256,6 +262,5 @@ def image_grid(
         draw_image(ax, images[i], boxes=pick(boxes, i), box_labels=pick(box_labels, i), mask=pick(masks, i),
                    caption=pick(captions, i), patch_size=patch_size, mask_alpha=mask_alpha)
     if title:
-        fig.suptitle(title)
-    fig.tight_layout()
+        fig.suptitle(title, y=1 - 0.1 / height, va="top")
     return fig
