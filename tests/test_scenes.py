@@ -52,6 +52,7 @@ def test_fields_have_the_documented_shapes_dtypes_and_padding():
     assert s.boxes.shape == (b, n, 4) and s.rgb.shape == (b, n, 3) and s.boxes.dtype == torch.float32
     assert s.masks.shape == s.instances.shape == (b, size, size) and s.masks.dtype == s.instances.dtype == torch.long
     assert len(s.captions) == len(s) == b and all(isinstance(c, str) for c in s.captions)
+    assert all(getattr(s, name).is_contiguous() for name in FIELDS if name != "captions")
     valid = s.valid
     assert valid.dtype == torch.bool and torch.equal(valid.sum(1), s.num_objects)
     assert (1 <= s.num_objects).all() and (s.num_objects <= 4).all() and len(set(s.num_objects.tolist())) == 4

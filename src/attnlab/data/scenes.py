@@ -63,7 +63,7 @@ PLACEMENT_TRIES = 20                       # candidate positions tried for each 
 
 @dataclass(frozen=True)
 class SceneConfig:
-    """What a scene may contain: the knobs of difficulty, each documented by its default.
+    """What a scene may contain, and how hard it is to read (the defaults are the ``easy`` preset).
 
     Attributes:
         size: the image side Hi = Wi in pixels (32 for classification, 64 and up for detection).
@@ -275,7 +275,7 @@ def _draw_instances(inside: torch.Tensor, corners: torch.Tensor, size: int) -> t
     y1, x1 = corners[..., 1] + window - first(rows.flip(-1)), corners[..., 0] + window - first(cols.flip(-1))
     boxes = torch.stack([(x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0], -1) / size  # (B, N, 4)
     boxes = boxes * rows.any(-1, keepdim=True)                             # no visible pixel: zeros
-    return flat[:, :spare].view(b, size, size), boxes
+    return flat[:, :spare].reshape(b, size, size).contiguous(), boxes
 
 
 def caption(*, shape: int, colour: int | None = None, size: int | None = None, position: int | None = None) -> str:
