@@ -11,7 +11,7 @@ from torch import nn
 
 from attnlab import convert
 from attnlab import transformer as TR
-from attnlab.attention import causal_mask, padding_mask
+from attnlab.attention import MultiHeadAttention, causal_mask, padding_mask
 from attnlab.data.tokens import EOS_ID, IGNORE_INDEX, PAD_ID, SOS_ID
 
 # Tolerances of the equality with torch's layers: float64 to 1e-10, float32 to 1e-5 (both absolute
@@ -344,3 +344,34 @@ def test_constructor_checks_its_arguments():
         TR.Transformer(src_vocab=5, tgt_vocab=5, positions="rotary")
     with pytest.raises(ValueError, match="divisible"):
         TR.EncoderLayer(dim=10, num_heads=3, ffn_dim=20)
+
+
+def test_token_encoder_is_embedding_positions_and_the_stack():
+    torch.manual_seed(17)
+    body = TR.TokenEncoder(vocab_size=12, max_len=10, num_layers=2, dim=16, num_heads=2, ffn_dim=32, dropout=0.0).eval()
+    tokens = torch.randint(0, 12, (3, 7), generator=_gen(17))
+    expected = body.encoder(body.pos(body.embed(tokens)), mask=causal_mask(7))
+    torch.testing.assert_close(body(tokens, mask=causal_mask(7)), expected)
+    out, maps = body(tokens, need_weights=True)
+    assert out.shape == (3, 7, 16) and len(maps) == 2 and maps[1].shape == (3, 2, 7, 7)
+    learned = TR.TokenEncoder(vocab_size=12, max_len=10, positions="learned", num_layers=1, dim=16, num_heads=2)
+    assert isinstance(learned.pos, TR.LearnedPositionEmbedding)
+
+
+def test_torch_state_dict_renames_a_layer_written_with_torchs_names():
+    """Lab 3's layers use torch's attribute names but separate q/k/v projections."""
+
+    class LabLayer(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.self_attn = MultiHeadAttention(dim=8, num_heads=2)
+            self.cross_attn = MultiHeadAttention(dim=8, num_heads=2)
+            self.linear1, self.linear2 = nn.Linear(8, 16), nn.Linear(16, 8)
+            self.norm1, self.norm2, self.norm3 = nn.LayerNorm(8), nn.LayerNorm(8), nn.LayerNorm(8)
+
+    torch.manual_seed(18)
+    lab = LabLayer()
+    ref = nn.TransformerDecoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+    ref.load_state_dict(convert.torch_state_dict(lab.state_dict()))        # strict: every key matches
+    q, k, v = lab.cross_attn.q_proj.bias, lab.cross_attn.k_proj.bias, lab.cross_attn.v_proj.bias
+    assert torch.equal(ref.multihead_attn.in_proj_bias, torch.cat([q, k, v]))

@@ -16,40 +16,42 @@ dropout to the attention weights; this package does not (neither does the paper)
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import torch
 from torch import nn
 
 from .attention import MultiHeadAttention
-from .transformer import AddNorm, DecoderLayer, EncoderLayer, FeedForward, Transformer
+from .transformer import AddNorm, DecoderLayer, EncoderLayer, Transformer
 
-__all__ = ["mha_to_torch", "encoder_layer_to_torch", "decoder_layer_to_torch", "transformer_to_torch"]
-
-
-def _mha_state(mha: MultiHeadAttention, prefix: str) -> dict[str, torch.Tensor]:
-    """The state of ``torch.nn.MultiheadAttention`` holding the weights of ``mha``."""
-    return {
-        f"{prefix}in_proj_weight": torch.cat([mha.q_proj.weight, mha.k_proj.weight, mha.v_proj.weight]),
-        f"{prefix}in_proj_bias": torch.cat([mha.q_proj.bias, mha.k_proj.bias, mha.v_proj.bias]),
-        f"{prefix}out_proj.weight": mha.out_proj.weight,
-        f"{prefix}out_proj.bias": mha.out_proj.bias,
-    }
+__all__ = ["mha_to_torch", "encoder_layer_to_torch", "decoder_layer_to_torch", "transformer_to_torch",
+           "torch_state_dict"]
 
 
-def _block_state(block: AddNorm, name: str) -> dict[str, torch.Tensor]:
-    return {f"{name}.weight": block.norm.weight, f"{name}.bias": block.norm.bias}
+# our names -> torch's, besides q/k/v and cross_attn (torch_state_dict handles those)
+_ENCODER_NAMES = {"attn_block.norm.": "norm1.", "ffn_block.norm.": "norm2.", "ffn.": ""}
+_DECODER_NAMES = {"self_attn_block.norm.": "norm1.", "cross_attn_block.norm.": "norm2.",
+                  "ffn_block.norm.": "norm3.", "ffn.": ""}
 
 
-def _ffn_state(ffn: FeedForward) -> dict[str, torch.Tensor]:
-    return dict(ffn.state_dict())                                    # linear1.*, linear2.*: torch's names
+def _renamed(module: nn.Module, names: dict[str, str], prefix: str = "") -> dict[str, torch.Tensor]:
+    """``module``'s state dict in torch's names, each key preceded by ``prefix``."""
+    state = {}
+    for key, value in module.state_dict().items():
+        for ours, theirs in names.items():
+            if key.startswith(ours):
+                key = theirs + key[len(ours):]
+                break
+        state[prefix + key] = value
+    return torch_state_dict(state)
 
 
 def _like(ref: nn.Module, source: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
     """Load ``state`` (strictly: every key must match) and give ``ref`` the source's dtype, device, mode."""
     p = next(source.parameters())
     ref = ref.to(device=p.device, dtype=p.dtype)
-    ref.load_state_dict({k: v.detach() for k, v in state.items()})
+    ref.load_state_dict(state)
     return ref.train(source.training)
 
 
@@ -62,31 +64,17 @@ def _layer_sizes(layer: EncoderLayer | DecoderLayer) -> dict:
 
 def mha_to_torch(mha: MultiHeadAttention) -> nn.MultiheadAttention:
     """A ``torch.nn.MultiheadAttention`` (batch first) with the weights of ``mha``."""
-    ref = nn.MultiheadAttention(mha.dim, mha.num_heads, batch_first=True)
-    return _like(ref, mha, _mha_state(mha, ""))
-
-
-def _encoder_layer_state(layer: EncoderLayer, prefix: str = "") -> dict[str, torch.Tensor]:
-    state = {**_mha_state(layer.self_attn, "self_attn."), **_block_state(layer.attn_block, "norm1"),
-             **_ffn_state(layer.ffn), **_block_state(layer.ffn_block, "norm2")}
-    return {prefix + k: v for k, v in state.items()}
-
-
-def _decoder_layer_state(layer: DecoderLayer, prefix: str = "") -> dict[str, torch.Tensor]:
-    state = {**_mha_state(layer.self_attn, "self_attn."), **_block_state(layer.self_attn_block, "norm1"),
-             **_mha_state(layer.cross_attn, "multihead_attn."), **_block_state(layer.cross_attn_block, "norm2"),
-             **_ffn_state(layer.ffn), **_block_state(layer.ffn_block, "norm3")}
-    return {prefix + k: v for k, v in state.items()}
+    return _like(nn.MultiheadAttention(mha.dim, mha.num_heads, batch_first=True), mha, _renamed(mha, {}))
 
 
 def encoder_layer_to_torch(layer: EncoderLayer) -> nn.TransformerEncoderLayer:
     """A ``torch.nn.TransformerEncoderLayer`` (batch first) computing what ``layer`` computes."""
-    return _like(nn.TransformerEncoderLayer(**_layer_sizes(layer)), layer, _encoder_layer_state(layer))
+    return _like(nn.TransformerEncoderLayer(**_layer_sizes(layer)), layer, _renamed(layer, _ENCODER_NAMES))
 
 
 def decoder_layer_to_torch(layer: DecoderLayer) -> nn.TransformerDecoderLayer:
     """A ``torch.nn.TransformerDecoderLayer`` (batch first) computing what ``layer`` computes."""
-    return _like(nn.TransformerDecoderLayer(**_layer_sizes(layer)), layer, _decoder_layer_state(layer))
+    return _like(nn.TransformerDecoderLayer(**_layer_sizes(layer)), layer, _renamed(layer, _DECODER_NAMES))
 
 
 def transformer_to_torch(model: Transformer) -> nn.Transformer:
@@ -103,13 +91,31 @@ def transformer_to_torch(model: Transformer) -> nn.Transformer:
         ref = nn.Transformer(num_encoder_layers=len(encoder.layers), num_decoder_layers=len(decoder.layers), **sizes)
     state = {}
     for i, layer in enumerate(encoder.layers):
-        state.update(_encoder_layer_state(layer, f"encoder.layers.{i}."))
+        state.update(_renamed(layer, _ENCODER_NAMES, f"encoder.layers.{i}."))
     for i, layer in enumerate(decoder.layers):
-        state.update(_decoder_layer_state(layer, f"decoder.layers.{i}."))
+        state.update(_renamed(layer, _DECODER_NAMES, f"decoder.layers.{i}."))
     if sizes["norm_first"]:
-        state.update({f"encoder.norm.{k}": v for k, v in encoder.norm.state_dict().items()})
-        state.update({f"decoder.norm.{k}": v for k, v in decoder.norm.state_dict().items()})
+        state.update(_renamed(encoder.norm, {}, "encoder.norm."))
+        state.update(_renamed(decoder.norm, {}, "decoder.norm."))
     else:                                  # post-norm: the paper's stacks end with their last layer's norm
         ref.encoder.norm = None
         ref.decoder.norm = None
     return _like(ref, model, state)
+
+
+def torch_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename a state dict written with torch's layer names but separate projections (lab 3's layers).
+
+    Every ``<p>q_proj.*``, ``<p>k_proj.*``, ``<p>v_proj.*`` triple becomes ``<p>in_proj_weight`` /
+    ``<p>in_proj_bias`` (stacked q, k, v), and ``cross_attn.`` becomes ``multihead_attn.``; other
+    keys (``linear1``, ``norm1``, ``out_proj``...) are kept.
+    """
+    out = {}
+    for key, value in state.items():
+        match = re.fullmatch(r"(.*)([qkv])_proj\.(weight|bias)", key)      # prefix, q/k/v, weight/bias
+        if match is None:
+            out[key] = value
+        elif match[2] == "q":                                               # k and v join q's entry
+            prefix, kind = match[1], match[3]
+            out[f"{prefix}in_proj_{kind}"] = torch.cat([state[f"{prefix}{c}_proj.{kind}"] for c in "qkv"])
+    return {k.replace("cross_attn.", "multihead_attn."): v for k, v in out.items()}

@@ -13,9 +13,10 @@ GPT use the stacks with their own heads. Bottom-up, as the file reads:
   post-norm ``x = LN(x + Sublayer(x))`` (the paper, and the notes) or pre-norm
   ``x = x + Sublayer(LN(x))`` (ViT, GPT, and every vision chapter of this course);
 * the **position-wise feed-forward layer** (위치별 FF층) :class:`FeedForward`;
-* :class:`EncoderLayer`, :class:`DecoderLayer`, the stacks :class:`Encoder` and :class:`Decoder`,
-  and the encoder-decoder :class:`Transformer` with teacher forcing (:func:`shift_right`) and
-  greedy auto-regressive decoding.
+* :class:`EncoderLayer`, :class:`DecoderLayer`, the stacks :class:`Encoder` and :class:`Decoder`;
+  :class:`TokenEncoder` (ids -> vectors in context, the body of encoder-only models) and the
+  encoder-decoder :class:`Transformer` with teacher forcing (:func:`shift_right`) and greedy
+  auto-regressive decoding.
 
 Attention is :class:`attnlab.attention.MultiHeadAttention` (one implementation for the whole
 package); masks follow its convention: bool, ``True`` = may not be attended to. Layers run the
@@ -55,6 +56,7 @@ __all__ = [
     "DecoderLayer",
     "Encoder",
     "Decoder",
+    "TokenEncoder",
     "shift_right",
     "Transformer",
 ]
@@ -304,17 +306,26 @@ class DecoderLayer(nn.Module):
 
 
 # ------------------------------------------------------------------------------------ stacks
-class Encoder(nn.Module):
-    """N encoder layers; a pre-norm stack ends with a LayerNorm (its residual stream was never
-    normalised), as ``torch.nn.TransformerEncoder`` is used with pre-norm layers."""
+class _Stack(nn.Module):
+    """N layers of the kind ``layer_type``, each with its own weights; for pre-norm, a final LayerNorm
+    (the residual stream of a pre-norm stack was never normalised), as ``torch.nn.TransformerEncoder``
+    is used with pre-norm layers. Arguments as :class:`EncoderLayer`, and num_layers: N."""
+
+    layer_type: type[nn.Module]
 
     def __init__(self, *, num_layers: int, dim: int, num_heads: int, ffn_dim: int, dropout: float = 0.1,
                  norm_first: bool = False, activation: str = "relu") -> None:
         super().__init__()
-        self.layers = nn.ModuleList([
-            EncoderLayer(dim=dim, num_heads=num_heads, ffn_dim=ffn_dim, dropout=dropout, norm_first=norm_first,
-                         activation=activation) for _ in range(num_layers)])
+        self.layers = nn.ModuleList([self.layer_type(dim=dim, num_heads=num_heads, ffn_dim=ffn_dim, dropout=dropout,
+                                                     norm_first=norm_first, activation=activation)
+                                     for _ in range(num_layers)])
         self.norm = LayerNorm(dim=dim) if norm_first else nn.Identity()
+
+
+class Encoder(_Stack):
+    """N encoder layers (and a final LayerNorm when pre-norm)."""
+
+    layer_type = EncoderLayer
 
     def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None, need_weights: bool = False):
         """x: (B, S, D); mask as :meth:`EncoderLayer.forward`.
@@ -332,16 +343,10 @@ class Encoder(nn.Module):
         return (x, maps) if need_weights else x
 
 
-class Decoder(nn.Module):
-    """N decoder layers, each reading the same encoder output; a final LayerNorm when pre-norm."""
+class Decoder(_Stack):
+    """N decoder layers, each reading the same encoder output (and a final LayerNorm when pre-norm)."""
 
-    def __init__(self, *, num_layers: int, dim: int, num_heads: int, ffn_dim: int, dropout: float = 0.1,
-                 norm_first: bool = False, activation: str = "relu") -> None:
-        super().__init__()
-        self.layers = nn.ModuleList([
-            DecoderLayer(dim=dim, num_heads=num_heads, ffn_dim=ffn_dim, dropout=dropout, norm_first=norm_first,
-                         activation=activation) for _ in range(num_layers)])
-        self.norm = LayerNorm(dim=dim) if norm_first else nn.Identity()
+    layer_type = DecoderLayer
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, *, tgt_mask: torch.Tensor | None = None,
                 memory_mask: torch.Tensor | None = None, need_weights: bool = False):
@@ -358,6 +363,40 @@ class Decoder(nn.Module):
                 x = layer(x, memory, tgt_mask=tgt_mask, memory_mask=memory_mask)
         x = self.norm(x)
         return (x, maps) if need_weights else x
+
+
+def _positions(kind: str, *, dim: int, max_len: int) -> nn.Module:
+    if kind == "sinusoidal":
+        return SinusoidalPositionalEncoding(dim=dim, max_len=max_len)
+    if kind == "learned":
+        return LearnedPositionEmbedding(dim=dim, max_len=max_len)
+    raise ValueError(f"positions must be 'sinusoidal' or 'learned', got {kind!r}")
+
+
+class TokenEncoder(nn.Module):
+    """Token ids -> one vector per token in context: embedding, positions, dropout, an :class:`Encoder`.
+
+    The body of encoder-only models (BERT; with a causal mask, GPT); a task adds its own head.
+    Arguments as :class:`Transformer` (``vocab_size`` for its one vocabulary).
+    """
+
+    def __init__(self, *, vocab_size: int, max_len: int, num_layers: int = 2, dim: int = 64, num_heads: int = 4,
+                 ffn_dim: int = 256, dropout: float = 0.1, norm_first: bool = False, activation: str = "relu",
+                 positions: str = "sinusoidal", scale_embeddings: bool = True) -> None:
+        super().__init__()
+        self.embed = TokenEmbedding(vocab_size=vocab_size, dim=dim, scale=scale_embeddings)
+        self.pos = _positions(positions, dim=dim, max_len=max_len)
+        self.dropout = nn.Dropout(dropout)
+        self.encoder = Encoder(num_layers=num_layers, dim=dim, num_heads=num_heads, ffn_dim=ffn_dim, dropout=dropout,
+                               norm_first=norm_first, activation=activation)
+
+    def forward(self, tokens: torch.Tensor, *, mask: torch.Tensor | None = None, need_weights: bool = False):
+        """tokens: (B, T) ids; mask: bool broadcastable to (B, H, T, T) (e.g. (B, 1, 1, T) padding).
+
+        Returns (B, T, D); with ``need_weights``, ``(output, [weights (B, H, T, T) per layer])``.
+        """
+        x = self.dropout(self.pos(self.embed(tokens)))                      # (B, T, D)
+        return self.encoder(x, mask=mask, need_weights=need_weights)
 
 
 # ----------------------------------------------------------------------------- the full model
@@ -396,15 +435,12 @@ class Transformer(nn.Module):
                  ffn_dim: int = 256, dropout: float = 0.1, norm_first: bool = False, activation: str = "relu",
                  max_len: int = 64, positions: str = "sinusoidal", scale_embeddings: bool = True) -> None:
         super().__init__()
-        if positions not in ("sinusoidal", "learned"):
-            raise ValueError(f"positions must be 'sinusoidal' or 'learned', got {positions!r}")
-        position = SinusoidalPositionalEncoding if positions == "sinusoidal" else LearnedPositionEmbedding
         sizes = dict(num_layers=num_layers, dim=dim, num_heads=num_heads, ffn_dim=ffn_dim, dropout=dropout,
                      norm_first=norm_first, activation=activation)
         self.src_embed = TokenEmbedding(vocab_size=src_vocab, dim=dim, scale=scale_embeddings)
         self.tgt_embed = TokenEmbedding(vocab_size=tgt_vocab, dim=dim, scale=scale_embeddings)
-        self.src_pos = position(dim=dim, max_len=max_len)
-        self.tgt_pos = position(dim=dim, max_len=max_len)
+        self.src_pos = _positions(positions, dim=dim, max_len=max_len)
+        self.tgt_pos = _positions(positions, dim=dim, max_len=max_len)
         self.dropout = nn.Dropout(dropout)
         self.encoder = Encoder(**sizes)
         self.decoder = Decoder(**sizes)
