@@ -243,3 +243,25 @@ def test_greedy_decode_feeds_finished_rows_their_eos_then_padding_and_takes_max_
     assert [int(s[0]) for s in seen] == [1, 4, 2]            # row 0: <SOS>, its 4, then its <EOS>
     empty = greedy_decode(step, 0, batch_size=2, max_len=0)
     assert empty.shape == (2, 0) and empty.dtype == torch.long
+
+
+def test_the_korean_number_experiment_is_the_same_for_every_model_and_deterministic():
+    from attnlab.seq2seq import KoreanNumbersBudget, korean_numbers_budget, korean_numbers_experiment
+    from attnlab.transformer import Transformer
+
+    budget = KoreanNumbersBudget(steps=3, max_digits=3, n_test=5, dim=16, batch_size=8)
+    src_tok, tgt_tok = tr.korean_tokenizers()
+    rnn = lambda: Seq2Seq(src_vocab=len(src_tok), tgt_vocab=len(tgt_tok), embed_dim=8, dim=16, attention="dot")  # noqa: E731
+    state = torch.random.get_rng_state()
+    first = korean_numbers_experiment(rnn, budget, lr=1e-2)
+    second = korean_numbers_experiment(rnn, budget, lr=1e-2)
+    assert torch.equal(torch.random.get_rng_state(), state), "the caller's random state must be left alone"
+    assert first.history.loss == second.history.loss and first.accuracy == second.accuracy
+    assert sorted(first.accuracy) == [1, 2, 3] and all(0 <= a <= 1 for a in first.accuracy.values())
+    assert len(first.history.loss) == 3 and first.seconds > 0
+    other_seed = korean_numbers_experiment(rnn, budget, lr=1e-2, seed=1)
+    assert other_seed.history.loss != first.history.loss
+    tf = korean_numbers_experiment(lambda: Transformer(src_vocab=len(src_tok), tgt_vocab=len(tgt_tok), dim=16,
+                                                       num_heads=2, num_layers=1, ffn_dim=32), budget, lr=1e-3)
+    assert sorted(tf.accuracy) == [1, 2, 3] and not tf.model.training
+    assert korean_numbers_budget("cpu").steps > korean_numbers_budget("smoke").steps

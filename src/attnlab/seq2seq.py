@@ -13,6 +13,10 @@
   ``v^T tanh(W_q g + W_k h_j)``.
 * The single-query form of the notes, ``c = softmax(q K^T) V`` (q: 1 x d; K, V: n x d), is
   :func:`qkv_attention`; chapter 3 scales and batches it.
+* The Korean-number experiment (:func:`korean_numbers_experiment`): train a translation model on
+  generated pairs and measure exact match by number of digits. Chapter 2 runs it for the RNNs,
+  chapter 3 for the Transformer, with one budget (:func:`korean_numbers_budget`), so that the
+  numbers of the two chapters agree by construction.
 
 Decoding is written against a ``step`` function, ``step(y_prev (B,), state) -> (logits (B, V),
 state)``, so that :func:`teacher_forcing_loss` and :func:`greedy_decode` work for any decoder (and
@@ -27,6 +31,8 @@ last state, and the decoder reads a context vector c_i at every step (fixed with
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -35,11 +41,14 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from attnlab.attention import masked_softmax
+from attnlab.data import translation as tr
 from attnlab.data.tokens import EOS_ID, IGNORE_INDEX, PAD_ID, SOS_ID, ignore_padding
+from attnlab.training import History, by_profile, get_device, train
 
 __all__ = [
     "dot_score", "additive_score", "AdditiveScore", "attend", "bahdanau_attention", "qkv_attention",
     "Encoder", "Decoder", "Seq2Seq", "teacher_forcing_loss", "greedy_decode",
+    "KoreanNumbersBudget", "korean_numbers_budget", "TranslationRun", "exact_match", "korean_numbers_experiment",
 ]
 
 Step = Callable[[torch.Tensor, object], tuple[torch.Tensor, object]]
@@ -311,3 +320,83 @@ def _state_device(state: object) -> torch.device:
     while isinstance(state, (tuple, list)) and state:
         state = state[0]
     return state.device if isinstance(state, torch.Tensor) else torch.device("cpu")
+
+
+# ---------------------------------------------------------- the Korean-number experiment (ch. 2, 3)
+@dataclass(frozen=True)
+class KoreanNumbersBudget:
+    """What every model compared on the Korean-number task gets (chapters 2 and 3).
+
+    Attributes:
+        steps: optimisation steps, each on a fresh batch of ``batch_size`` pairs of 1 to
+            ``max_digits`` digits; n_test: test pairs per number of digits; dim: the models' width D.
+    """
+
+    steps: int
+    max_digits: int
+    n_test: int
+    dim: int
+    batch_size: int = 64
+
+
+def korean_numbers_budget(profile: str) -> KoreanNumbersBudget:
+    """The budget of ``profile`` (``"smoke"``, ``"cpu"`` or ``"full"``)."""
+    return by_profile(profile, smoke=KoreanNumbersBudget(steps=60, max_digits=6, n_test=50, dim=32),
+                      cpu=KoreanNumbersBudget(steps=400, max_digits=8, n_test=200, dim=64),
+                      full=KoreanNumbersBudget(steps=4000, max_digits=12, n_test=1000, dim=128))
+
+
+@dataclass
+class TranslationRun:
+    """A trained model, its training :class:`History`, exact match by number of digits, seconds of training."""
+
+    model: nn.Module
+    history: History
+    accuracy: dict[int, float]
+    seconds: float
+
+
+def exact_match(model: nn.Module, batch: tr.TranslationBatch, tgt_tok: tr.CharTokenizer, *, max_len: int) -> float:
+    """Fraction of ``batch`` that ``model.translate`` (greedy) gets exactly right."""
+    device = next(model.parameters()).device
+    tokens, _ = model.translate(batch.src.to(device), batch.src_len, max_len=max_len)
+    return sum(tgt_tok.decode(t) == target for t, (_, target) in zip(tokens.cpu(), batch.pairs)) / len(batch.pairs)
+
+
+def korean_numbers_experiment(make_model: Callable[[], nn.Module], budget: KoreanNumbersBudget, *, lr: float,
+                              warmup: int = 0, seed: int = 0, desc: str = "train") -> TranslationRun:
+    """Build, train and test a translation model on Korean numbers -> digits.
+
+    Args:
+        make_model: builds the model (called once, under ``torch.random.fork_rng`` seeded with
+            ``seed``: its initial weights and dropout depend on ``seed`` only, and the caller's
+            random state is left as it was). The model has ``loss(src, src_len, tgt)`` and
+            ``translate(src, src_len, max_len=) -> (tokens, ...)``, as :class:`Seq2Seq` and
+            :class:`attnlab.transformer.Transformer` do.
+        budget: steps, batch size, lengths and test size (:func:`korean_numbers_budget`).
+        lr, warmup: the learning rate of AdamW and its linear warm-up (:func:`attnlab.training.train`).
+
+    Returns:
+        a :class:`TranslationRun`; the training batches come from a generator seeded with
+        ``seed``, the test pairs with d digits from one seeded with 1000 + d: every model sees
+        the same data.
+    """
+    src_tok, tgt_tok = tr.korean_tokenizers()
+    data = torch.Generator().manual_seed(seed)
+
+    def batches():
+        pairs = tr.korean_number_pairs(budget.batch_size, generator=data, digits=(1, budget.max_digits))
+        return [tr.make_batch(pairs, src_tok, tgt_tok)]
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = make_model().to(get_device())
+        start = time.perf_counter()
+        history = train(model, batches, lambda m, b: m.loss(b.src, b.src_len, b.tgt), steps=budget.steps, lr=lr,
+                        warmup=warmup, desc=desc)
+        seconds = time.perf_counter() - start
+    accuracy = {}
+    for d in range(1, budget.max_digits + 1):
+        pairs = tr.korean_number_pairs(budget.n_test, generator=torch.Generator().manual_seed(1000 + d), digits=d)
+        accuracy[d] = exact_match(model, tr.make_batch(pairs, src_tok, tgt_tok), tgt_tok, max_len=budget.max_digits + 2)
+    return TranslationRun(model, history, accuracy, seconds)
