@@ -50,3 +50,16 @@ def test_ignore_padding_and_the_special_ids_are_shared():
     tok = CharTokenizer("ab")
     assert tok.itos[: len(tokens.SPECIAL_TOKENS)] == list(tokens.SPECIAL_TOKENS)
     assert [tok.stoi[s] for s in tokens.SPECIAL_TOKENS] == [tokens.PAD_ID, tokens.SOS_ID, tokens.EOS_ID]
+
+
+def test_reverse_targets_are_the_tokens_mirrored_and_depend_only_on_the_generator():
+    from attnlab.data.sequences import reverse_batch
+
+    tok, tgt = reverse_batch(3, 7, 5, generator=torch.Generator().manual_seed(0))
+    assert tok.shape == tgt.shape == (3, 7) and tok.dtype == torch.int64
+    for t in range(7):
+        assert torch.equal(tgt[:, t], tok[:, 6 - t])
+    again, _ = reverse_batch(3, 7, 5, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(tok, again) and int(tok.max()) < 5
+    with pytest.raises(ValueError):
+        reverse_batch(2, 1, 5, generator=torch.Generator())

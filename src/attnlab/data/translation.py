@@ -50,9 +50,13 @@ class CharTokenizer:
 
     Args:
         alphabet: the characters of the language, in a fixed order (so ids never depend on data).
+            (A word-level vocabulary, ``attnlab.data.coreference.WordTokenizer``, passes a list of
+            words and sets ``sep = " "``.)
     """
 
-    def __init__(self, alphabet: str) -> None:
+    sep = ""  # what decode() puts between tokens
+
+    def __init__(self, alphabet: str | Sequence[str]) -> None:
         chars = list(dict.fromkeys(alphabet))  # unique, order kept
         self.itos: list[str] = [PAD, SOS, EOS] + chars
         self.stoi: dict[str, int] = {s: i for i, s in enumerate(self.itos)}
@@ -60,7 +64,7 @@ class CharTokenizer:
     def __len__(self) -> int:
         return len(self.itos)
 
-    def encode(self, text: str, *, sos: bool = False, eos: bool = True) -> list[int]:
+    def encode(self, text: str | Sequence[str], *, sos: bool = False, eos: bool = True) -> list[int]:
         """Ids of ``text``, optionally framed by ``<SOS>`` and ``<EOS>``; unknown characters raise."""
         unknown = sorted({ch for ch in text if ch not in self.stoi})
         if unknown:
@@ -79,7 +83,7 @@ class CharTokenizer:
             if i in (PAD_ID, SOS_ID):
                 continue
             out.append(self.itos[i])
-        return "".join(out)
+        return self.sep.join(out)
 
 
 # --------------------------------------------------------------------------------------- dates
