@@ -45,3 +45,35 @@ def test_the_multi_head_diagram_takes_the_model_sizes():
     texts = " ".join(t.get_text() for t in fig.axes[0].texts) + fig.axes[0].get_title()
     assert "H = 3" in texts and "Dh = 4" in texts and "head 2" in texts and "head 3" not in texts
     plt.close(fig)
+
+
+def _texts(fig):
+    return [(t.get_text(), t.get_position()) for t in fig.axes[0].texts]
+
+
+@pytest.mark.parametrize("name", ["add_norm", "encoder_layer"])
+def test_post_norm_and_pre_norm_are_drawn_differently(name):
+    """Post-norm draws the LayerNorm above (after) its sublayer, pre-norm below (before) it."""
+    from attnlab.diagrams import transformer as T
+
+    for norm_first in (False, True):
+        fig = getattr(T, name)(norm_first=norm_first)
+        texts = _texts(fig)
+        norm_y = min(y for s, (_, y) in texts if s == "LayerNorm")
+        sub_y = min(y for s, (_, y) in texts if "attention" in s.lower())
+        assert (norm_y < sub_y) == norm_first, f"{name}(norm_first={norm_first})"
+        assert ("pre-norm" if norm_first else "post-norm") in fig.axes[0].get_title()
+        plt.close(fig)
+
+
+def test_the_transformer_diagrams_take_the_model_sizes():
+    from attnlab.diagrams import transformer as T
+
+    fig = T.transformer(num_layers=3, dim=48, num_heads=6, ffn_dim=96, norm_first=True)
+    words = " ".join(s for s, _ in _texts(fig)) + fig.axes[0].get_title()
+    assert "N = 3" in words and "D = 48" in words and "F = 96" in words and "x 3" in words
+    assert "final LayerNorm" in words                            # pre-norm stacks end with one
+    plt.close(fig)
+    fig = T.transformer(norm_first=False)
+    assert "final LayerNorm" not in " ".join(s for s, _ in _texts(fig))
+    plt.close(fig)
