@@ -375,3 +375,22 @@ def test_torch_state_dict_renames_a_layer_written_with_torchs_names():
     ref.load_state_dict(convert.torch_state_dict(lab.state_dict()))        # strict: every key matches
     q, k, v = lab.cross_attn.q_proj.bias, lab.cross_attn.k_proj.bias, lab.cross_attn.v_proj.bias
     assert torch.equal(ref.multihead_attn.in_proj_bias, torch.cat([q, k, v]))
+
+
+@pytest.mark.parametrize("decoder", [False, True], ids=["encoder", "decoder"])
+def test_package_state_dict_reads_torchs_names_back_into_the_package(decoder):
+    torch.manual_seed(19)
+    make = TR.DecoderLayer if decoder else TR.EncoderLayer
+    ours = make(dim=8, num_heads=2, ffn_dim=16, dropout=0.0)
+    ref = (convert.decoder_layer_to_torch if decoder else convert.encoder_layer_to_torch)(ours)
+    lab_style = {}                                    # torch's names with q/k/v separate, as lab 3's layers keep them
+    for key, value in ref.state_dict().items():
+        if "in_proj_" in key:
+            prefix, kind = key.split("in_proj_")
+            lab_style.update({f"{prefix}{c}_proj.{kind}": part for c, part in zip("qkv", value.chunk(3))})
+        else:
+            lab_style[key.replace("multihead_attn.", "cross_attn.")] = value
+    back = make(dim=8, num_heads=2, ffn_dim=16, dropout=0.0)
+    back.load_state_dict(convert.package_state_dict(lab_style, decoder=decoder))   # strict: every key matches
+    for name, value in ours.state_dict().items():
+        assert torch.equal(back.state_dict()[name], value), name

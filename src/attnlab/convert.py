@@ -26,7 +26,7 @@ from .attention import MultiHeadAttention
 from .transformer import AddNorm, DecoderLayer, EncoderLayer, Transformer
 
 __all__ = ["mha_to_torch", "encoder_layer_to_torch", "decoder_layer_to_torch", "transformer_to_torch",
-           "torch_state_dict"]
+           "torch_state_dict", "package_state_dict"]
 
 
 # our names -> torch's, besides q/k/v and cross_attn (torch_state_dict handles those)
@@ -119,3 +119,19 @@ def torch_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             prefix, kind = match[1], match[3]
             out[f"{prefix}in_proj_{kind}"] = torch.cat([state[f"{prefix}{c}_proj.{kind}"] for c in "qkv"])
     return {k.replace("cross_attn.", "multihead_attn."): v for k, v in out.items()}
+
+
+def package_state_dict(state: dict[str, torch.Tensor], *, decoder: bool = False) -> dict[str, torch.Tensor]:
+    """The other way, for a layer written with torch's names and separate q/k/v projections (lab 3's):
+    the state dict of the package's :class:`EncoderLayer` (or, with ``decoder``, :class:`DecoderLayer`)."""
+    names = {theirs: ours for ours, theirs in (_DECODER_NAMES if decoder else _ENCODER_NAMES).items() if theirs}
+    out = {}
+    for key, value in state.items():
+        key = key.replace("multihead_attn.", "cross_attn.")
+        theirs = next((t for t in names if key.startswith(t)), None)
+        if theirs is not None:
+            key = names[theirs] + key[len(theirs):]                          # norm1. -> attn_block.norm. ...
+        elif key.startswith(("linear1.", "linear2.")):
+            key = "ffn." + key                                               # the FFN's two layers
+        out[key] = value
+    return out
