@@ -22,6 +22,12 @@ PLACEMENTS = list(itertools.product([False, True], ["relu", "gelu"]))
 IDS = [f"{'pre' if nf else 'post'}-norm-{act}" for nf, act in PLACEMENTS]
 
 
+def every_configuration(test):
+    """Run ``test`` for both placements, both activations, float64 and float32."""
+    by_dtype = pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+    return by_dtype(pytest.mark.parametrize("norm_first,activation", PLACEMENTS, ids=IDS)(test))
+
+
 def _gen(seed):
     return torch.Generator().manual_seed(seed)
 
@@ -156,8 +162,7 @@ def test_feed_forward_is_the_papers_formula_token_by_token(activation):
 
 
 # ------------------------------------------------------------- equality with torch's layers
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
-@pytest.mark.parametrize("norm_first,activation", PLACEMENTS, ids=IDS)
+@every_configuration
 def test_encoder_layer_equals_torch(norm_first, activation, dtype):
     torch.manual_seed(6)
     layer = TR.EncoderLayer(dim=16, num_heads=4, ffn_dim=48, dropout=0.0, norm_first=norm_first,
@@ -170,8 +175,7 @@ def test_encoder_layer_equals_torch(norm_first, activation, dtype):
     torch.testing.assert_close(layer(x, mask=causal_mask(7)), ref(x, src_mask=causal_mask(7)), **TOL[dtype])
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
-@pytest.mark.parametrize("norm_first,activation", PLACEMENTS, ids=IDS)
+@every_configuration
 def test_decoder_layer_equals_torch(norm_first, activation, dtype):
     torch.manual_seed(7)
     layer = TR.DecoderLayer(dim=16, num_heads=2, ffn_dim=32, dropout=0.0, norm_first=norm_first,
@@ -185,8 +189,7 @@ def test_decoder_layer_equals_torch(norm_first, activation, dtype):
     torch.testing.assert_close(ours, theirs, **TOL[dtype])
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
-@pytest.mark.parametrize("norm_first,activation", PLACEMENTS, ids=IDS)
+@every_configuration
 def test_transformer_equals_torch_transformer(norm_first, activation, dtype):
     torch.manual_seed(8)
     model = TR.Transformer(src_vocab=13, tgt_vocab=9, dim=16, num_heads=4, num_layers=2, ffn_dim=32, dropout=0.0,
