@@ -96,6 +96,14 @@ def test_attention_heads_draws_one_panel_per_head():
     assert len(drawn) == 5
 
 
+def test_learning_curves_draw_the_loss_and_the_metric_under_a_title():
+    history = training.History(step=list(range(30)), loss=[1.0 / (1 + s) for s in range(30)],
+                               eval_step=[10, 20, 30], eval=[{"accuracy": a} for a in (0.2, 0.5, 0.9)])
+    fig = plotting.learning_curves(history, metric="accuracy", title="a title")
+    assert fig._suptitle.get_text() == "a title" and len(fig.axes) == 2
+    assert list(fig.axes[1].lines[0].get_ydata()) == [0.2, 0.5, 0.9]
+
+
 def test_use_style_is_explicit():
     matplotlib.rcParams["axes.spines.top"] = True
     plotting.use_style()

@@ -122,7 +122,8 @@ def learning_curves(history, *, metric: str | None = None, title: str | None = N
         metric: key of ``history.eval`` to draw on a second panel (e.g. ``"accuracy"``).
     """
     ncols = 2 if metric else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(4.2 * ncols, 3.2), squeeze=False)
+    height = 3.2                                                        # inches
+    fig, axes = plt.subplots(1, ncols, figsize=(4.2 * ncols, height), squeeze=False)
     loss = np.asarray(history.loss)
     k = max(1, min(smooth, len(loss)))
     smoothed = np.convolve(loss, np.ones(k) / k, mode="valid")
