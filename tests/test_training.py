@@ -91,9 +91,9 @@ def test_attention_heatmap_draws_the_weights():
 
 
 def test_attention_heads_draws_one_panel_per_head():
-    fig = plotting.attention_heads(torch.rand(5, 3, 3), ncols=4)
+    fig = plotting.attention_heads(torch.rand(5, 3, 3), ncols=4, title="heads")
     drawn = [ax for ax in fig.axes if ax.images]
-    assert len(drawn) == 5
+    assert len(drawn) == 5 and fig._suptitle.get_text() == "heads"
 
 
 def test_learning_curves_draw_the_loss_and_the_metric_under_a_title():

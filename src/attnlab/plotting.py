@@ -102,7 +102,8 @@ def attention_heads(
     h = w.shape[0]
     ncols = min(ncols, h)
     nrows = int(np.ceil(h / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, 2.6 * nrows), squeeze=False)
+    height = 2.6 * nrows                                                # inches
+    fig, axes = plt.subplots(nrows, ncols, figsize=(2.6 * ncols, height), squeeze=False)
     for i, ax in enumerate(axes.flat):
         if i < h:
             attention_heatmap(w[i], queries=queries, keys=keys, ax=ax, title=f"head {i}",
