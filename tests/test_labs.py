@@ -189,3 +189,38 @@ def test_mutant_loses_points(lab, mutant, tmp_path, cell_runner):
     # cells before the exercise must still pass: the mutant is wrong, not the harness
     earlier = [t for t in scores if t not in mine and not harness.error_of(executed, t) == ""]
     assert not earlier, f"tests of other exercises failed too: {[harness.error_of(executed, t) for t in earlier]}"
+
+
+def _own_work_calls(source: str) -> list[list[str]]:
+    """The forbidden names of every ``G.check_own_work(fn, [...], ...)`` call in a test cell."""
+    calls = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "check_own_work":
+            listed = node.args[1] if len(node.args) > 1 else None
+            assert isinstance(listed, ast.List) and all(isinstance(e, ast.Constant) and isinstance(e.value, str)
+                                                        for e in listed.elts), \
+                f"check_own_work must list dotted names as string literals: {ast.unparse(node)}"
+            calls.append([e.value for e in listed.elts])
+    return calls
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_the_introduction_lists_exactly_what_each_exercise_may_not_call(lab):
+    """What the tests forbid is what the students were told, exercise by exercise, and it exists."""
+    from attnlab.grading import resolve_name
+
+    nb = harness.read(harness.solution_path(lab, ROOT))
+    intro = next(c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "intro")
+    assert "**What your answers may not call.**" in intro, "the introduction must say what the answers may not call"
+    told = {int(k): set(re.findall(r"`([A-Za-z_][\w.]*)`", names))
+            for k, names in re.findall(r"^- Exercise (\d+) \([^)]*\): (.*)$", intro, flags=re.M)}
+    for k, ex in enumerate(harness.exercises(nb), 1):
+        sources = [c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") in harness.tests_of(nb, ex)]
+        calls = [names for s in sources for names in _own_work_calls(s)]
+        assert calls, f"exercise {k} ({ex}) has no G.check_own_work call: at least the attnlab reference is forbidden"
+        forbidden = set().union(*map(set, calls))
+        assert told.get(k) == forbidden, (f"exercise {k} ({ex}): its tests forbid {sorted(forbidden)}, the introduction "
+                                          f"says {sorted(told.get(k, set()))}")
+        for name in forbidden:
+            resolve_name(name)  # raises if the name does not exist
+    assert set(told) == set(range(1, len(harness.exercises(nb)) + 1)), f"the introduction lists exercises {sorted(told)}"
