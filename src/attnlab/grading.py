@@ -12,8 +12,9 @@ The checks do not trust objects the student made:
   ``torch.allclose`` or ``numpy.testing.assert_allclose`` later changes nothing here;
 * values are compared after ``detach().to("cpu", float64)`` with our own arithmetic.
 
-A student can still reach into this module from their own cells; the grading command closes
-that door by re-running the decisive checks in a fresh process (see ``attnlab.course.grade``).
+At grading, the test cells run in a kernel that refuses changes to this module from student code
+and confirms each test cell to the grader only when it ran to its end (see
+``attnlab.course.kernel_guard``).
 """
 
 from __future__ import annotations
@@ -226,35 +227,95 @@ def check_true(condition: Any, message: str) -> None:
         raise AssertionError(message)
 
 
-def _referenced_objects(fn: Any) -> list[Any]:
-    """The objects a function's code (and its nested functions') reaches through global names.
+def _loaded(name: str) -> Any:
+    """A module that is already imported (nothing is imported on a student's behalf)."""
+    import sys
 
-    The bytecode is read: a global name and the attribute chain that follows it
-    (``F.scaled_dot_product_attention``, ``torch.nn.MultiheadAttention``) are resolved, so a call
-    of a forbidden function is found however it is spelled, and nothing else is.
-    """
+    return sys.modules.get(name)
+
+
+def _follow(obj: Any, attr: str) -> Any:
+    """``obj.attr`` for a module or a class (looked up statically: no student code runs)."""
+    import inspect
+    import types
+
+    if _isinstance(obj, types.ModuleType):
+        return vars(obj).get(attr)
+    if _isinstance(obj, type):
+        try:
+            return inspect.getattr_static(obj, attr)
+        except AttributeError:
+            return None
+    return None
+
+
+def _code_references(code: Any, g: dict) -> list[Any]:
+    """What one code object reaches: global names and their attribute chains, and modules it
+    imports (``import attnlab.attention as a`` inside a function) with the chains that follow them."""
     import builtins
     import dis
 
+    found: list[Any] = []
+    local: dict[str, Any] = {}
+    current, fromlist, chain = None, None, None  # chain: the module an import statement is walking
+    for ins in dis.get_instructions(code):
+        op = ins.opname
+        if op in ("LOAD_GLOBAL", "LOAD_NAME"):
+            current = g.get(ins.argval, getattr(builtins, str(ins.argval), None))
+            current = local.get(ins.argval, current) if op == "LOAD_NAME" else current
+        elif op in ("LOAD_FAST", "LOAD_DEREF", "LOAD_CLOSURE"):
+            current = local.get(ins.argval)
+        elif op == "IMPORT_NAME":
+            name = str(ins.argval)
+            found.append(_loaded(name))
+            current = chain = _loaded(name if fromlist else name.split(".")[0])
+        elif op == "IMPORT_FROM":
+            current = chain = _follow(chain, ins.argval)
+        elif op in ("LOAD_ATTR", "LOAD_METHOD") and current is not None:
+            current = _follow(current, ins.argval)
+        elif op.startswith("STORE_") and current is not None:
+            local[ins.argval] = current
+            current = None
+            continue
+        elif op == "LOAD_CONST":
+            fromlist = ins.argval
+            current = None
+            continue
+        else:
+            current = None
+            continue
+        if current is not None:
+            found.append(current)
+    return found
+
+
+def _referenced_objects(fn: Any) -> list[Any]:
+    """The objects a function reaches: through global names and attribute chains in its code (and
+    its nested functions'), modules it imports, its default arguments and its closure.
+
+    The bytecode is read: a call of a forbidden function is found however it is spelled. (At
+    grading the kernel also watches the calls themselves while the tests run: see
+    ``attnlab.course.tripwire``.)
+    """
+    import functools
+
+    if _type(fn) is functools.partial:
+        return [fn.func, *fn.args, *fn.keywords.values(), *_referenced_objects(fn.func)]
     code = getattr(fn, "__code__", None)
     if code is None:
         return []
+    found: list[Any] = list(getattr(fn, "__defaults__", None) or ()) + list((getattr(fn, "__kwdefaults__", None) or {}).values())
+    for cell in getattr(fn, "__closure__", None) or ():
+        try:
+            found.append(cell.cell_contents)
+        except ValueError:  # an empty cell
+            pass
     g = getattr(fn, "__globals__", {})
-    found, stack = [], [code]
+    stack = [code]
     while stack:
         c = stack.pop()
         stack.extend(const for const in c.co_consts if _type(const) is _type(code))
-        current = None
-        for ins in dis.get_instructions(c):
-            if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
-                current = g.get(ins.argval, getattr(builtins, ins.argval, None))
-            elif ins.opname in ("LOAD_ATTR", "LOAD_METHOD") and current is not None:
-                current = getattr(current, ins.argval, None)
-            else:
-                current = None
-                continue
-            if current is not None:
-                found.append(current)
+        found += _code_references(c, g)
     return found
 
 
@@ -275,28 +336,75 @@ def resolve_name(dotted: str) -> Any:
     raise ValueError(f"cannot resolve {dotted!r}")
 
 
+def _is_forbidden(obj: Any, bad: Any) -> bool:
+    """``obj`` is ``bad``, or is defined in ``bad`` when ``bad`` is a module."""
+    if obj is bad:
+        return True
+    if _type(bad).__name__ != "module":
+        return False
+    mod = getattr(obj, "__module__", None) if not _type(obj).__name__ == "module" else getattr(obj, "__name__", None)
+    return _isinstance(mod, str) and (mod == bad.__name__ or mod.startswith(bad.__name__ + "."))
+
+
+def _label(bad: Any) -> str:
+    return getattr(bad, "__qualname__", None) or getattr(bad, "__name__", repr(bad))
+
+
+def _answer_rules(fn: Any, name: str) -> None:
+    """The answer-cell rules of grading, on the cell that defines ``fn`` (when its source is known)."""
+    import linecache
+
+    from attnlab.course import rules
+
+    target = fn
+    if _isinstance(fn, type):
+        target = next((v for v in vars(fn).values() if hasattr(v, "__code__")), None)
+    code = getattr(target, "__code__", None)
+    lines = linecache.getlines(code.co_filename) if code is not None else []
+    if not lines:
+        return
+    import types
+
+    lab_names = {k for k, v in getattr(target, "__globals__", {}).items()
+                 if (_isinstance(v, types.ModuleType) and not rules.import_allowed(v.__name__))
+                 or getattr(v, "__module__", None) == __name__}
+    found = rules.check("".join(lines), lab_names=lab_names)
+    if found:
+        raise AssertionError(f"the answer cell that defines {name} would not be run at grading "
+                             f"(it would score as unanswered): {rules.describe(found)}")
+
+
 def check_own_work(fn: Any, forbidden: Sequence[str], name: str = "your function") -> None:
-    """Require that ``fn`` does not call the reference it is graded against.
+    """Require that ``fn`` is the student's own work: it follows the answer-cell rules of grading
+    and does not call (or inherit, or simply be) the reference it is graded against.
 
     ``forbidden`` lists dotted names of what the exercise asks the student to write themselves,
     e.g. ``["attnlab.attention", "torch.nn.functional.scaled_dot_product_attention"]`` (a module
     forbids everything defined in it). Each lab's introduction lists exactly these names (a test of
-    the course checks that). Methods of a class are checked too.
+    the course checks that). Methods of a class are checked too, and so are its base classes.
     """
-    forbidden = [resolve_name(f) if _isinstance(f, str) else f for f in forbidden]
+    forbidden = [(f, resolve_name(f)) if _isinstance(f, str) else (_label(f), f) for f in forbidden]
+    _answer_rules(fn, name)
+    for label, bad in forbidden:
+        if _is_forbidden(fn, bad):
+            raise AssertionError(f"{name} is {label}, which this exercise asks you to write yourself")
+        for base in (fn.__mro__[1:] if _isinstance(fn, type) else ()):
+            if _is_forbidden(base, bad):
+                raise AssertionError(f"{name} inherits from {_label(base)} ({label}), which this exercise asks you "
+                                     "to write yourself")
     targets = [fn]
     if _isinstance(fn, type):
-        targets = [v for v in vars(fn).values() if callable(v)]
+        targets = [getattr(v, "__func__", v) for v in vars(fn).values() if callable(getattr(v, "__func__", v))]
     for target in targets:
         for obj in _referenced_objects(target):
-            for bad in forbidden:
-                mod = getattr(obj, "__module__", None) or getattr(obj, "__name__", None)
-                bad_mod = getattr(bad, "__name__", None) if _type(bad).__name__ == "module" else None
-                if obj is bad or (bad_mod is not None and (obj is bad or mod == bad_mod)):
-                    label = getattr(bad, "__qualname__", None) or getattr(bad, "__name__", repr(bad))
-                    raise AssertionError(
-                        f"{name} calls {label}, which this exercise asks you to write yourself"
-                    )
+            for label, bad in forbidden:
+                if _is_forbidden(obj, bad):
+                    raise AssertionError(f"{name} calls {label}, which this exercise asks you to write yourself")
+
+
+# The stand-ins ``graded_alone`` has put in place, innermost last: the grading kernel's own-work
+# watch lets an answer call these (they are the lab's, not the student's doing).
+_ALONE: list[dict] = []
 
 
 @contextlib.contextmanager
@@ -311,7 +419,9 @@ def graded_alone(namespace: dict, **replacements: Any) -> Iterator[None]:
     """
     missing = object()
     saved = {name: namespace.get(name, missing) for name in replacements}
+    stand_ins = dict(replacements)
     namespace.update(replacements)
+    _ALONE.append(stand_ins)
     try:
         yield
     finally:
@@ -320,3 +430,5 @@ def graded_alone(namespace: dict, **replacements: Any) -> Iterator[None]:
                 namespace.pop(name, None)
             else:
                 namespace[name] = value
+        if stand_ins in _ALONE:
+            _ALONE.remove(stand_ins)
