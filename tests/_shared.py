@@ -25,3 +25,68 @@ def shared_run(tmp_path_factory, name: str, make) -> dict:
             shared.mkdir()
             done.write_text(json.dumps(make(shared)))
         return json.loads(done.read_text())
+
+
+# -- running as an unprivileged user (CI runs as root) ------------------------------------------
+
+MS_REC, MS_PRIVATE, MS_BIND = 1 << 14, 1 << 18, 4096
+
+
+def _mount(lib, src, target, fstype, flags, data=None) -> None:
+    enc = (lambda s: s.encode() if isinstance(s, str) else s)
+    if lib.mount(enc(src), enc(target), enc(fstype), flags, enc(data)) != 0:
+        import ctypes
+
+        raise OSError(ctypes.get_errno(), f"mount {target}")
+
+
+def become_unprivileged(uid: int, binds: list[tuple[str, str]], argv: list[str]) -> None:
+    """As root: in a private mount namespace, bind ``(src, dest)`` folders, keep the interpreter
+    reachable (it may live under ``/root``, which only root may enter), then become ``uid`` with no
+    groups and exec ``argv``. Nothing outside this process tree changes."""
+    import ctypes
+    import sys
+
+    lib = ctypes.CDLL(None, use_errno=True)
+    if lib.unshare(0x00020000) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+    _mount(lib, None, "/", None, MS_REC | MS_PRIVATE)
+    for src, dest in binds:
+        _mount(lib, src, dest, None, MS_BIND | MS_REC)
+    real = os.path.realpath(sys.executable)
+    if real.startswith("/root/") and not os.stat("/root").st_mode & 0o001:
+        top = "/root/" + real.split("/")[2]
+        keep = binds[0][1] + "/.interpreter" if binds else "/tmp/.attnlab-interpreter"
+        os.makedirs(keep, exist_ok=True)
+        _mount(lib, top, keep, None, MS_BIND | MS_REC)
+        _mount(lib, "none", "/root", "tmpfs", 0, "mode=755")
+        os.makedirs(top)
+        _mount(lib, keep, top, None, MS_BIND | MS_REC)
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    os.execvpe(argv[0], argv, {**os.environ, "HOME": binds[0][1] if binds else "/tmp"})
+
+
+def run_unprivileged(code: str, *, folder, uid: int, timeout: float):
+    """Run Python ``code`` as ``uid`` (which owns ``folder``); the code sees ``folder`` at
+    ``/tmp/attnlab-unprivileged-<uid>`` (its parents may be root's only). Returns the finished process."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    view = f"/tmp/attnlab-unprivileged-{uid}"
+    os.makedirs(view, exist_ok=True)
+    os.chown(folder, uid, uid)
+    tests = str(Path(__file__).resolve().parent)
+    launcher = (f"import sys; sys.path.insert(0, {tests!r}); from _shared import become_unprivileged; "
+                f"become_unprivileged({uid}, [({str(folder)!r}, {view!r})], "
+                f"[sys.executable, '-c', {code!r}])")
+    try:
+        return subprocess.run([sys.executable, "-c", launcher], capture_output=True, text=True, timeout=timeout,
+                              cwd="/")
+    finally:
+        try:
+            os.rmdir(view)
+        except OSError:
+            pass

@@ -4,6 +4,7 @@ sanitising, and the sandbox's view of the machine (fast: no notebook is executed
 from __future__ import annotations
 
 import json
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -154,81 +155,165 @@ def test_exercises_of_fixture(source):
     assert points == {"test_ex1_softmax_values": 3.0, "test_ex2_meansq_values": 2.0}
 
 
-# -- the sandbox's view ----------------------------------------------------------------------------
+# -- the sandbox's view (both sandboxes: a fresh uid as root, an unprivileged user namespace) -------
+
+SANDBOXES = [m for m in ("root", "user") if sandbox.available(m)[0]]
 
 
-@pytest.mark.skipif(not sandbox.available()[0], reason=sandbox.available()[1])
-def test_sandbox_view(tmp_path):
-    """Inside: no course, no solutions, no network; system folders read-only; /grade writable."""
+@pytest.fixture(scope="module", params=SANDBOXES)
+def zygote(request):
+    from attnlab.course.zygote import Zygote
+
+    z = Zygote(request.param)
+    yield z
+    z.close()
+
+
+def _probe(zygote, tmp_path: Path, code: str, limits=None, timeout: float = 60) -> tuple[str, Path]:
+    """Run ``code`` as the sandboxed student process (after the privilege drop, with no audit hook)."""
+    import dataclasses
+    import time
+
+    from attnlab.course.executor import _alive
+
+    box = tmp_path / f"box-{zygote.mode}"
+    for d in ("root", "work", "ipc"):
+        (box / d).mkdir(parents=True)
+    spec = sandbox.BoxSpec(zygote.mode, str(box / "root"), str(box / "work"), str(box / "ipc"), uid=sandbox.pick_uid(),
+                           limits=dataclasses.asdict(limits or sandbox.Limits(kernel_nproc=32)),
+                           ro=sandbox.python_roots())
+    answer = zygote.start({"op": "probe", "spec": dataclasses.asdict(spec), "code": textwrap.dedent(code)})
+    assert "pid" in answer, answer
+    deadline = time.monotonic() + timeout
+    while _alive(answer["pid"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    out = box / "work" / "probe.out"
+    return (out.read_text() if out.exists() else "") + (box / "sandbox.log").read_text() * (box / "sandbox.log").exists(), box
+
+
+VIEW_PROBE = """
+import json, os, resource, socket, time
+out = {{"solutions": os.path.exists({solutions!r}), "secret": os.path.exists({secret!r}),
+       "shared": os.path.exists("/work/shared"), "cwd": os.getcwd(), "uid": os.getuid()}}
+for host, port in (("127.0.0.1", {port}), ("1.1.1.1", 53)):
+    try:
+        socket.create_connection((host, port), timeout=2)
+        out["net"] = True
+    except OSError:
+        out.setdefault("net", False)
+try:
+    open("/usr/attnlab_probe", "w")
+    out["usr_writable"] = True
+except OSError:
+    out["usr_writable"] = False
+open("written.txt", "w").write("x")
+out["procs"] = len([p for p in os.listdir("/proc") if p.isdigit()])
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+out["capeff"], out["nnp"] = int(status["CapEff"], 16), int(status["NoNewPrivs"])
+try:
+    os.setuid(0 if os.getuid() else 12345)
+    out["setuid"] = True
+except OSError:  # EPERM, or EINVAL for a uid that does not exist in the sandbox's user namespace
+    out["setuid"] = False
+out["nproc"] = resource.getrlimit(resource.RLIMIT_NPROC)[0]
+forks = 0
+try:
+    while forks < 500:
+        if os.fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+        forks += 1
+except OSError:
+    pass
+out["forks"] = forks
+print(json.dumps(out))
+"""
+
+
+def view_report(zygote, base: Path) -> dict:
+    """What the sandbox shows a student process (see :data:`VIEW_PROBE`); ``base`` is a scratch folder."""
+    import socket
+
     import attnlab
 
-    repo = Path(attnlab.__file__).resolve().parents[2]
-    box = tmp_path / "box"
-    box.mkdir()
-    probe = textwrap.dedent(f"""
-        import os, socket, json
-        out = {{}}
-        out["solutions"] = os.path.exists({str(repo / 'solutions')!r})
-        out["tmp_path"] = os.path.exists({str(tmp_path)!r})
-        out["shared"] = os.path.exists("/work/shared")
-        out["root_home"] = sorted(os.listdir("/root")) if os.path.isdir("/root") else None
-        try:
-            socket.create_connection(("1.1.1.1", 53), timeout=2); out["net"] = True
-        except OSError:
-            out["net"] = False
-        try:
-            open("/usr/attnlab_probe", "w"); out["usr_writable"] = True
-        except OSError:
-            out["usr_writable"] = False
-        open("/grade/ok", "w").write("x")
-        out["procs"] = len([p for p in os.listdir("/proc") if p.isdigit()])
-        import attnlab.grading
-        print(json.dumps(out))
-    """)
-    res = sandbox.run_in_sandbox(box, [sys.executable, "-E", "-c", probe], uid=sandbox.pick_uid(),
-                                 limits=sandbox.Limits(wall_s=60), env={})
-    assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout.strip().splitlines()[-1])
-    assert out["solutions"] is False and out["tmp_path"] is False and out["shared"] is False
-    assert out["net"] is False and out["usr_writable"] is False
-    assert out["procs"] < 5  # its own pid namespace: nothing of the host is visible
-    assert (box / "ok").read_text() == "x"
+    secret = base / "secret.txt"
+    secret.write_text("the grader's")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    try:
+        code = VIEW_PROBE.format(solutions=str(Path(attnlab.__file__).resolve().parents[2] / "solutions"),
+                                 secret=str(secret), port=server.getsockname()[1])
+        text, box = _probe(zygote, base, code)
+    finally:
+        server.close()
+    out = json.loads(text.strip().splitlines()[-1])
+    out["written"] = (box / "work" / "written.txt").read_text()
+    return out
 
 
-@pytest.mark.skipif(not sandbox.available()[0], reason=sandbox.available()[1])
-def test_kernel_launcher_drops_root(tmp_path):
-    """The kernel half of the sandbox: rlimits set, uid dropped, no_new_privs, cannot regain root."""
-    box = tmp_path / "box"
-    box.mkdir()
-    conn = box / "conn.json"
-    conn.write_text("{}")
+def _check_view(out: dict, mode: str, nproc_enforced: bool) -> None:
+    assert out["solutions"] is False and out["secret"] is False and out["shared"] is False, out
+    assert out["net"] is False and out["usr_writable"] is False, out
+    assert out["cwd"] == sandbox.STUDENT_DIR and out["written"] == "x", out
+    assert out["procs"] < 5, out  # its own pid namespace: nothing of the host is visible
+    assert out["capeff"] == 0 and out["nnp"] == 1 and out["setuid"] is False, out
+    assert out["nproc"] == 32, out
+    if nproc_enforced:  # (root's own uid is exempt from RLIMIT_NPROC: the user sandbox run as root)
+        assert out["forks"] < 32, out
+    if mode == "root":
+        assert out["uid"] >= 200_000, out  # a fresh uid, never root
+
+
+def test_sandbox_view(zygote, tmp_path):
+    """Inside: no course, no solutions, no network (not even the host's loopback), system folders
+    read-only, its own folder writable, its own processes only, no privileges, a process limit."""
+    _check_view(view_report(zygote, tmp_path), zygote.mode, zygote.mode == "root" or os.geteuid() != 0)
+
+
+def unprivileged_view(base: Path) -> None:
+    """Run by :func:`test_sandbox_view_as_an_unprivileged_user` as that user."""
+    from attnlab.course.zygote import Zygote
+
+    z = Zygote("user")
+    try:
+        (base / "report.json").write_text(json.dumps(view_report(z, base)))
+    finally:
+        z.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not sandbox.available("user")[0], reason="run as root, to become a user")
+def test_sandbox_view_as_an_unprivileged_user(tmp_path):
+    """The same view when an ordinary user grades (CI is root: it becomes a fresh uid first)."""
+    from _shared import run_unprivileged
+
     uid = sandbox.pick_uid()
-    probe = textwrap.dedent("""
-        import os, resource, json
-        st = open("/proc/self/status").read()
-        nnp = [l for l in st.splitlines() if l.startswith("NoNewPrivs")][0].split()[1]
-        try:
-            os.setuid(0); regained = True
-        except PermissionError:
-            regained = False
-        print(json.dumps({"uid": os.getuid(), "nnp": nnp, "regained": regained,
-                          "nproc": resource.getrlimit(resource.RLIMIT_NPROC)[0],
-                          "groups": os.getgroups()}))
-    """)
-    (box / "probe.py").write_text(probe)
-    script = textwrap.dedent(f"""
-        import os, sys
-        os.execve = lambda exe, argv, env: os.execv(exe, [exe, "/grade/probe.py"])
-        from attnlab.course import sandbox
-        sandbox._kernel(["--uid", "{uid}", "--limits", {json.dumps(json.dumps(sandbox.Limits().__dict__))},
-                         "--hashes", "/nonexistent", "--connection-file", "/grade/conn.json"])
-    """)
-    res = sandbox.run_in_sandbox(box, [sys.executable, "-E", "-c", script], uid=uid,
-                                 limits=sandbox.Limits(wall_s=60), env={})
-    assert res.returncode == 0, res.stderr
-    out = json.loads(res.stdout.strip().splitlines()[-1])
-    assert out == {"uid": uid, "nnp": "1", "regained": False, "nproc": sandbox.Limits().kernel_nproc, "groups": []}
-    assert conn.stat().st_uid == uid
+    view = f"/tmp/attnlab-unprivileged-{uid}"
+    code = (f"import sys; from pathlib import Path; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"import test_grading_helpers as T; T.unprivileged_view(Path({view!r}))")
+    proc = run_unprivileged(code, folder=tmp_path, uid=uid, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads((tmp_path / "report.json").read_text())
+    _check_view(out, "user", nproc_enforced=True)
+    assert out["uid"] == 0  # root of its own user namespace, with no capability (checked above)
+
+
+def test_a_killed_sandbox_takes_its_processes_with_it(zygote, tmp_path):
+    """The student's processes die with the sandbox: a child that outlives the probe does not survive."""
+    probe = """
+        import os, time
+        if os.fork() == 0:
+            os.setsid()
+            time.sleep(3)
+            open("survived.txt", "w").write("yes")
+            os._exit(0)
+        print("parent done")
+    """
+    text, box = _probe(zygote, tmp_path, probe)
+    import time
+
+    time.sleep(4)
+    assert "parent done" in text and not (box / "work" / "survived.txt").exists()
 
 
 def test_graded_alone_swaps_names_and_always_puts_them_back():

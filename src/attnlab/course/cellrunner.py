@@ -24,7 +24,7 @@ import sys
 import time
 import traceback
 
-__all__ = ["CellRunner", "run_cells", "serve"]
+__all__ = ["CellRunner", "run_cells", "serve", "stop_server"]
 
 _WARM = ("numpy", "torch", "torch.nn.functional", "torchvision", "einops", "scipy.ndimage", "sklearn.datasets",
          "matplotlib.pyplot")
@@ -125,12 +125,17 @@ class CellRunner:
         return json.loads(answer)
 
     def close(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.stdin.close()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
+        stop_server(self._proc)
+
+
+def stop_server(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """End a warm server that reads requests on stdin: close its stdin, wait, kill if it lingers."""
+    if proc.poll() is None:
+        proc.stdin.close()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 if __name__ == "__main__":

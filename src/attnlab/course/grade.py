@@ -1,23 +1,30 @@
 """Grade a lab: ``python -m attnlab.course.grade LAB [--submitted DIR] [--course DIR]`` (``make grade``).
 
-Reads ``submitted/<student>/<LAB>/*.ipynb`` (nbgrader's layout) and, one student at a time:
+Reads ``submitted/<student>/<LAB>/*.ipynb`` (nbgrader's layout) and grades the students in parallel
+(a worker per core, as many as the memory allows; :mod:`attnlab.course.worker`). For each student:
 
 1. **pre-flight** (:mod:`attnlab.course.preflight`): valid UTF-8 JSON notebook, expected name, size,
    duplicated or missing test cells; a bad file is reported in plain words and scores zero, and
    never stops the others;
-2. **sandboxed autograde** (:mod:`attnlab.course.sandbox`): a fresh folder holding only the
-   student's (cleaned) notebook, a per-student gradebook made from the lab's source, and a
-   generated nbgrader configuration; ``nbgrader autograde`` runs there in new mount, network, pid,
-   IPC and UTS namespaces with a root made of read-only system folders, and the student's kernel
-   runs as an unprivileged uid with rlimits and cgroup limits; the smoke profile is forced
-   (``ATTNLAB_FORCE_PROFILE=smoke``);
-3. **merge** (:mod:`attnlab.course.gradebook`): this process (never student code) reads the
-   per-student gradebook back and writes the scores into the class gradebook;
-4. **feedback** without hidden tests (:mod:`attnlab.course.feedback`);
-5. **export** (:mod:`attnlab.course.export`): ``grades/<LAB>/grades.csv``, ``nbgrader_grades.csv``,
+2. **the graded notebook** (:mod:`attnlab.course.answers`): the lab's own cells with the student's
+   answers in the answer cells; cells the student added are not run; an answer cell that breaks
+   the answer-cell rules (:mod:`attnlab.course.rules`, checked here, before anything runs) is not
+   run and its exercise scores as unanswered;
+3. **a sandboxed grading kernel** (:mod:`attnlab.course.sandbox`, :mod:`attnlab.course.kernel_guard`):
+   new namespaces, a root of read-only system folders, no network, no privileges (as root: a fresh
+   uid; as an ordinary user: an unprivileged user namespace), limits; inside, an audit hook and a
+   guarded dispatch that confirms each test cell to the grader only when it ran to its end;
+4. **the verdict**, taken here (:mod:`attnlab.course.executor`): a test cell earns its points only
+   with no error and a valid confirmation;
+5. **merge** (:mod:`attnlab.course.gradebook`): this process writes the scores into the class
+   gradebook through nbgrader's API, and the executed notebooks into ``autograded/``;
+6. **feedback** without hidden tests and with the grading notes (:mod:`attnlab.course.feedback`);
+7. **export** (:mod:`attnlab.course.export`): ``grades/<LAB>/grades.csv``, ``nbgrader_grades.csv``,
    ``summary.md`` and ``scores.png``.
 
-The course is the one found from the working directory (or ``--course``).
+``use_sandbox=False`` runs plain ``nbgrader autograde`` instead, one student at a time: only for
+measuring what the sandbox costs. The course is the one found from the working directory (or
+``--course``).
 """
 
 from __future__ import annotations
@@ -25,20 +32,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
+import select
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 
-from . import notebook
+from . import notebook, rules
 from . import preflight as _preflight
 from . import sandbox as _sandbox
+from . import worker as _worker
 from .export import export
 from .feedback import generate_feedback, hidden_lines, sanitize_for_feedback
 from .gradebook import gradebook_scores, merge, student_scores
@@ -46,11 +53,9 @@ from .nbgrader_setup import config_text, nbgrader_env, register_assignment
 from .results import ClassResult, StudentResult
 
 __all__ = ["ClassResult", "StudentResult", "grade_lab", "gradebook_scores", "exercises_of",
-           "sanitize_for_feedback", "main"]
+           "sanitize_for_feedback", "worker_count", "main"]
 
-KERNEL_NAME = "attnlab_grading"
-SANDBOX_ROOT = "/grade"
-_STUDENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+_STUDENT_RE = _worker.STUDENT_RE
 
 
 # ---------------------------------------------------------------------------------------------
@@ -69,160 +74,51 @@ def exercises_of(sources: dict[str, nbformat.NotebookNode]) -> tuple[dict[str, l
     return exercises, points
 
 
-def _trusted_hashes(sources: dict[str, nbformat.NotebookNode]) -> dict[str, list[str]]:
-    """Hashes of the instructor's test cells, and of the locked cells the kernel guard may trust."""
-    tests, trusted = [], []
-    for nb in sources.values():
-        for cell in nb.cells:
-            if cell.cell_type != "code":
-                continue
-            if notebook.is_test_cell(cell):
-                tests.append(notebook.cell_hash(cell.source))
-            elif notebook.nbgrader_meta(cell).get("locked") and not notebook.is_solution_cell(cell):
-                trusted.append(notebook.cell_hash(cell.source))
-    return {"tests": tests, "trusted": trusted}
-
-
-@dataclass
-class _Lab:
-    """What grading one lab needs to know, computed once per class."""
-
-    name: str
-    sources: dict[str, nbformat.NotebookNode]
-    exercises: dict[str, list[str]]
-    points: dict[str, float]
-    hidden: list[str]
-    hashes: dict[str, list[str]]
-
-    @classmethod
-    def load(cls, name: str, source_dir: Path) -> "_Lab":
-        sources = {p.stem: notebook.read(p) for p in sorted(source_dir.glob("*.ipynb"))}
-        exercises, points = exercises_of(sources)
-        return cls(name, sources, exercises, points, hidden_lines(sources), _trusted_hashes(sources))
+def _lab_facts(lab: str, source_dir: Path, release_dir: Path) -> _worker.LabFacts:
+    sources = {p.stem: notebook.read(p) for p in sorted(source_dir.glob("*.ipynb"))}
+    released = {name: notebook.read(release_dir / f"{name}.ipynb") for name in sources}
+    _, points = exercises_of(sources)
+    lab_cells = [c.source for nb in sources.values() for c in nb.cells
+                 if c.cell_type == "code" and not notebook.is_solution_cell(c)]
+    return _worker.LabFacts(lab, sources, released, points, sorted(rules.lab_names(lab_cells)))
 
 
 # ---------------------------------------------------------------------------------------------
-# one student
+# plain nbgrader, for measuring what the sandbox costs
 
 
-def _prepare_box(lab: _Lab, student: str, pf: _preflight.Preflight, template_db: Path, work: Path,
-                 submitted_dir: Path) -> Path:
-    """A fresh folder for one student: the cleaned notebooks, a per-student gradebook, hashes."""
-    box = work / f"student-{student}"
-    course = box / "course"
+def _autograde_plain(lab: _worker.LabFacts, student: str, folder: Path, template_db: Path, work: Path,
+                     limits: _sandbox.Limits) -> dict:
+    """Plain ``nbgrader autograde`` of one student in a scratch course (no sandbox, no guard)."""
+    t0 = time.monotonic()
+    out = {"student": student, "scores": {g: 0.0 for g in lab.points}, "messages": [], "status": "graded",
+           "autograded": {}}
+    pf = _preflight.check_submission(student, folder, lab.sources) if _STUDENT_RE.match(student) else None
+    if pf is None or not pf.gradable:
+        out["status"] = "not gradable"
+        out["messages"] += pf.messages() if pf else [f"the folder name {student!r} is not a valid student id"]
+        return out
+    out["messages"] += pf.messages()
+    course = work / f"plain-{student}"
     sub = course / "submitted" / student / lab.name
     sub.mkdir(parents=True)
     (course / "source" / lab.name).mkdir(parents=True)
-    (course / "autograded" / student).mkdir(parents=True)
-    os.chmod(course / "autograded", 0o755)
-    os.chmod(course / "autograded" / student, 0o755)
     for name, nb in pf.notebooks.items():
         nbformat.write(nb, str(sub / f"{name}.ipynb"))
-    ts = submitted_dir / "timestamp.txt"
-    if ts.is_file() and ts.stat().st_size < 200:
-        try:
-            (sub / "timestamp.txt").write_text(ts.read_text("utf-8").strip())
-        except UnicodeDecodeError:
-            pass
     shutil.copy(template_db, course / "gradebook.db")
-    os.chmod(course / "gradebook.db", 0o600)
-    (box / "hashes.json").write_text(json.dumps(lab.hashes))
-    os.chmod(box / "hashes.json", 0o600)
-    for d in ("home", "runtime", "jupyter_config"):
-        (box / d).mkdir()
-    os.chmod(box / "runtime", 0o755)
-    return box
-
-
-def _autograde_sandboxed(box: Path, lab: str, student: str, limits: _sandbox.Limits, uid: int) -> str:
-    """``nbgrader autograde`` inside the sandbox; returns the status."""
-    root = SANDBOX_ROOT
-    (box / "course" / "nbgrader_config.py").write_text(config_text(
-        f"{root}/course", f"sqlite:///{root}/course/gradebook.db", cell_timeout=limits.cell_timeout_s,
-        kernel_name=KERNEL_NAME))
-    _sandbox.write_kernel_spec(box / "jupyter", uid=uid, limits=limits, test_hashes_file=f"{root}/hashes.json",
-                               name=KERNEL_NAME)
-    env = {
-        "PATH": str(Path(sys.executable).parent) + ":/usr/local/bin:/usr/bin:/bin",
-        "JUPYTER_PATH": f"{root}/jupyter", "JUPYTER_DATA_DIR": f"{root}/jupyter",
-        "JUPYTER_CONFIG_DIR": f"{root}/jupyter_config", "JUPYTER_RUNTIME_DIR": f"{root}/runtime",
-        "ATTNLAB_FORCE_PROFILE": "smoke", "ATTNLAB_PROGRESS": "text", "MPLBACKEND": "Agg",
-        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1",
-        "HOME": f"{root}/home",
-    }
-    argv = [sys.executable, "-E", "-m", "nbgrader", "autograde", lab, f"--student={student}", "--log-level=WARN"]
-    res = _sandbox.run_in_sandbox(box, argv, uid=uid, limits=limits, env=env, cwd=f"{root}/course")
-    if res.timed_out:
-        return f"timed out after {limits.wall_s:.0f} s"
-    if res.returncode != 0:
-        errors = [ln.strip() for ln in res.stderr.splitlines()
-                  if re.match(r"^\s*[A-Za-z_.]*(Error|Exception|Interrupt)\b", ln)]
-        return f"autograde failed (exit {res.returncode})" + (f": {errors[-1][:300]}" if errors else "")
-    return "graded"
-
-
-def _autograde_plain(box: Path, lab: str, student: str, limits: _sandbox.Limits) -> str:
-    """Plain ``nbgrader autograde`` with no sandbox: only for measuring the sandbox's overhead."""
-    course = box / "course"
     (course / "nbgrader_config.py").write_text(config_text(
         str(course), f"sqlite:///{course}/gradebook.db", cell_timeout=limits.cell_timeout_s))
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", lab, f"--student={student}",
+    proc = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", lab.name, f"--student={student}",
                            "--log-level=WARN"], cwd=course, capture_output=True, text=True,
-                          env={**nbgrader_env(), "JUPYTER_CONFIG_DIR": str(box / "jupyter_config")},
-                          timeout=limits.wall_s)
-    return "graded" if proc.returncode == 0 else f"nbgrader error (exit {proc.returncode})"
-
-
-def _grade_student(lab: _Lab, student: str, pf: _preflight.Preflight, template_db: Path, work: Path,
-                   limits: _sandbox.Limits, uid: int, submitted_dir: Path,
-                   use_sandbox: bool) -> tuple[dict[str, float] | None, Path | None, str]:
-    """Autograde one student in a fresh folder; return (scores or None, autograded folder, status)."""
-    box = _prepare_box(lab, student, pf, template_db, work, submitted_dir)
-    if use_sandbox:
-        status = _autograde_sandboxed(box, lab.name, student, limits, uid)
-    else:
-        status = _autograde_plain(box, lab.name, student, limits)
-    scores = student_scores(box / "course" / "gradebook.db", lab.name, student)
-    graded = box / "course" / "autograded" / student / lab.name
-    return scores, (graded if graded.is_dir() else None), status
-
-
-def _keep_autograded(graded: Path, course: Path, student: str, lab: _Lab) -> None:
-    """Copy the autograded notebooks (regular files named like the lab's) into the course."""
-    dest = course / "autograded" / student / lab.name
-    if dest.exists():
-        shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    for nbfile in graded.glob("*.ipynb"):
-        if nbfile.is_file() and not nbfile.is_symlink() and nbfile.stem in lab.sources:
-            shutil.copyfile(nbfile, dest / nbfile.name)
-
-
-def _one_student(lab: _Lab, student: str, course: Path, submitted: Path, template_db: Path, work: Path,
-                 limits: _sandbox.Limits, uid: int, use_sandbox: bool) -> StudentResult:
-    res = StudentResult(student)
-    if not _STUDENT_RE.match(student):
-        res.status = "not gradable"
-        res.messages.append(f"the folder name {student!r} is not a valid student id")
-        return res
-    folder = submitted / student / lab.name
-    pf = _preflight.check_submission(student, folder, lab.sources)
-    res.messages.extend(pf.messages())
-    scores, graded = None, None
-    if pf.gradable:
-        scores, graded, res.status = _grade_student(lab, student, pf, template_db, work, limits, uid, folder,
-                                                    use_sandbox)
-        if scores is None:
-            res.messages.append(f"grading did not finish ({res.status}); every exercise scores 0")
-        elif res.status != "graded":
-            res.messages.append(res.status)
-    else:
-        res.status = "not gradable"
-    res.scores = {g: (scores or {}).get(g, 0.0) for g in lab.points}
-    if graded is not None:
-        _keep_autograded(graded, course, student, lab)
-    shutil.rmtree(work / f"student-{student}", ignore_errors=True)
-    return res
+                          env={**nbgrader_env(), "JUPYTER_CONFIG_DIR": str(course / ".jupyter")}, timeout=limits.wall_s)
+    if proc.returncode != 0:
+        out["status"] = f"nbgrader error (exit {proc.returncode})"
+    out["scores"].update(student_scores(course / "gradebook.db", lab.name, student) or {})
+    for nbfile in (course / "autograded" / student / lab.name).glob("*.ipynb"):
+        out["autograded"][nbfile.stem] = nbfile.read_text("utf-8")
+    shutil.rmtree(course, ignore_errors=True)
+    out["seconds"] = time.monotonic() - t0
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -231,6 +127,96 @@ def _one_student(lab: _Lab, student: str, course: Path, submitted: Path, templat
 
 def _students(submitted: Path, lab: str) -> list[str]:
     return sorted(p.name for p in submitted.iterdir() if p.is_dir() and (p / lab).exists()) if submitted.is_dir() else []
+
+
+def worker_count(students: int, limits: _sandbox.Limits, requested: int | None = None) -> int:
+    """Workers for a class: one per core, no more than the memory allows (each student may use up to
+    ``limits.memory``) and no more than there are students."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    available = _available_memory() or limits.memory * cores
+    by_memory = max(1, int(0.8 * available // limits.memory))
+    return max(1, min(requested or cores, by_memory, max(students, 1)))
+
+
+def _available_memory() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _results(lab: _worker.LabFacts, jobs: list[tuple[str, Path]], limits: _sandbox.Limits, mode: str | None,
+             workers: int, work: Path, template_db: Path):
+    """Yield one graded student (a dict, see :func:`attnlab.course.worker.grade_student`) at a time."""
+    if mode is None:  # plain nbgrader, one student after another
+        for student, folder in jobs:
+            yield _autograde_plain(lab, student, folder, template_db, work, limits)
+        return
+    yield from _Pool(lab, limits, mode, workers, work).run(jobs)
+
+
+class _Pool:
+    """Worker processes (``python -m attnlab.course.worker``), each with its own warm kernel server."""
+
+    def __init__(self, lab: _worker.LabFacts, limits: _sandbox.Limits, mode: str, workers: int, work: Path):
+        init = _worker.init_line(lab, limits, mode, str(work)) + "\n"
+        env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
+        self.procs = [subprocess.Popen([sys.executable, "-m", "attnlab.course.worker"], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, text=True, env=env) for _ in range(workers)]
+        for proc in self.procs:
+            proc.stdin.write(init)
+            proc.stdin.flush()
+        self.idle = [p for p in self.procs if json.loads(p.stdout.readline() or "{}").get("ready")]
+        if not self.idle:
+            self.close()
+            raise RuntimeError("no grading worker started")
+
+    def run(self, jobs: list):
+        """Yield each job's answer as it comes (jobs are handed to whichever worker is free)."""
+        todo, busy = list(jobs), {}
+        try:
+            while todo or busy:
+                while todo and self.idle:
+                    proc, (student, folder) = self.idle.pop(), todo.pop(0)
+                    proc.stdin.write(json.dumps([student, str(folder)]) + "\n")
+                    proc.stdin.flush()
+                    busy[proc.stdout] = (proc, student)
+                ready, _, _ = select.select(list(busy), [], [])
+                for stream in ready:
+                    proc, student = busy.pop(stream)
+                    line = stream.readline()
+                    if line:
+                        self.idle.append(proc)
+                        yield json.loads(line)
+                    else:
+                        yield {"student": student, "scores": {}, "messages": ["the grading worker stopped"],
+                               "status": "grading failed", "autograded": {}}
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        from .cellrunner import stop_server
+
+        for proc in self.procs:
+            stop_server(proc, timeout=30)
+
+
+def _keep(course: Path, lab: str, graded: dict, points: dict) -> StudentResult:
+    """Write one student's executed notebooks into ``autograded/``; the student's result."""
+    student = graded["student"]
+    scores = {g: float(graded["scores"].get(g, 0.0)) for g in points}
+    res = StudentResult(student, scores, graded["messages"], graded["status"], graded.get("seconds", 0.0))
+    if graded["autograded"] and _STUDENT_RE.match(student):
+        dest = course / "autograded" / student / lab
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.mkdir(parents=True)
+        for name, text in graded["autograded"].items():
+            (dest / f"{name}.ipynb").write_text(text, encoding="utf-8")
+    return res
 
 
 def grade_lab(
@@ -243,51 +229,68 @@ def grade_lab(
     out_dir: Path | None = None,
     feedback: bool = True,
     use_sandbox: bool = True,
+    mode: str | None = None,
+    workers: int | None = None,
     log=print,
 ) -> ClassResult:
-    """Grade every submission of ``lab`` in the course at ``course``; see the module docstring."""
+    """Grade every submission of ``lab`` in the course at ``course``; see the module docstring.
+
+    ``mode`` chooses the sandbox (``"root"`` or ``"user"``; default: ``"root"`` when run as root);
+    ``workers`` caps the number of students graded at once (default: one per core, memory allowing).
+    """
     course = Path(course).resolve()
     submitted = Path(submitted).resolve() if submitted else course / "submitted"
     limits = limits or _sandbox.Limits()
     source_dir = course / "solutions" / lab
     if not source_dir.is_dir():
         raise SystemExit(f"no such lab: {source_dir}")
-    if use_sandbox:
-        ok, why = _sandbox.available()
+    mode = (mode or _sandbox.mode()) if use_sandbox else None
+    if mode is not None:
+        ok, why = _sandbox.available(mode)
         if not ok:
             raise SystemExit(f"cannot grade safely here: {why}")
-    info = _Lab.load(lab, source_dir)
-    db_url = f"sqlite:///{course / 'gradebook.db'}"
     out_dir = Path(out_dir) if out_dir else course / "grades" / lab
     out_dir.mkdir(parents=True, exist_ok=True)
-    uid = _sandbox.pick_uid()
     work = Path(tempfile.mkdtemp(prefix="attnlab-grade-"))
     os.chmod(work, 0o711)
     try:
-        template = work / "template"
-        template.mkdir()
-        register_assignment(lab, source_dir, f"sqlite:///{template}/gradebook.db", template)
-        register_assignment(lab, source_dir, db_url, work / "class-register")
-        results: dict[str, StudentResult] = {}
-        for student in (students if students is not None else _students(submitted, lab)):
-            t0 = time.monotonic()
-            res = _one_student(info, student, course, submitted, template / "gradebook.db", work, limits, uid,
-                               use_sandbox)
-            if _STUDENT_RE.match(student):
-                merge(db_url, lab, student, res.scores)
-            res.seconds = time.monotonic() - t0
-            results[student] = res
-            log(f"{student}: {sum(res.scores.values()):g}/{sum(info.points.values()):g} "
-                f"({res.status}, {res.seconds:.1f} s)" + "".join(f"\n    - {m}" for m in res.messages))
-        if feedback:
-            generate_feedback(lab, course, db_url, info.hidden, results, work / "feedback", log)
-        result = ClassResult(lab, info.points, info.exercises, results, out_dir, out_dir / "grades.csv",
-                             out_dir / "summary.md", None)
-        export(result, db_url, work / "export")
-        result.save(out_dir / "result.json")
-        return result
+        return _grade_class(lab, course, submitted, students, limits, out_dir, feedback, mode, workers, work, log)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _grade_class(lab: str, course: Path, submitted: Path, students, limits, out_dir: Path, feedback: bool,
+                 mode: str | None, workers: int | None, work: Path, log) -> ClassResult:
+    db_url = f"sqlite:///{course / 'gradebook.db'}"
+    template = work / "template"
+    register_assignment(lab, course / "solutions" / lab, f"sqlite:///{template}/gradebook.db", template)
+    register_assignment(lab, course / "solutions" / lab, db_url, work / "class-register")
+    facts = _lab_facts(lab, course / "solutions" / lab, template / "release" / lab)
+    names = students if students is not None else _students(submitted, lab)
+    jobs = [(s, submitted / s / lab) for s in names]
+    n_workers = worker_count(len(jobs), limits, workers) if mode else 1
+    t0 = time.monotonic()
+    results: dict[str, StudentResult] = {}
+    for graded in _results(facts, jobs, limits, mode, n_workers, work, template / "gradebook.db"):
+        res = _keep(course, lab, graded, facts.points)
+        if _STUDENT_RE.match(res.student):
+            merge(db_url, lab, res.student, res.scores)
+        results[res.student] = res
+        log(f"{res.student}: {sum(res.scores.values()):g}/{sum(facts.points.values()):g} "
+            f"({res.status}, {res.seconds:.1f} s)" + "".join(f"\n    - {m}" for m in res.messages))
+    seconds = time.monotonic() - t0
+    results = {s: results[s] for s in names if s in results}
+    log(f"graded {len(results)} student(s) in {seconds:.1f} s with {n_workers} worker(s)"
+        f" ({'sandbox: ' + mode if mode else 'plain nbgrader, no sandbox'}): "
+        f"{60 * len(results) / max(seconds, 1e-9):.1f} students/minute")
+    exercises, _ = exercises_of(facts.sources)
+    if feedback:
+        generate_feedback(lab, course, db_url, hidden_lines(facts.sources), results, work / "feedback", log)
+    result = ClassResult(lab, facts.points, exercises, results, out_dir, out_dir / "grades.csv",
+                         out_dir / "summary.md", None, seconds=seconds, workers=n_workers)
+    export(result, db_url, work / "export")
+    result.save(out_dir / "result.json")
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -300,6 +303,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-feedback", action="store_true")
     parser.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default 60)")
     parser.add_argument("--wall", type=float, default=None, help="seconds per student (default 600)")
+    parser.add_argument("--workers", type=int, default=None, help="students graded at once (default: one per core)")
+    parser.add_argument("--sandbox", choices=("root", "user"), default=None,
+                        help="root: a fresh uid per kernel (needs root); user: unprivileged user namespaces "
+                             "(default: root when run as root)")
     args = parser.parse_args(argv)
     limits = _sandbox.Limits()
     if args.cell_timeout:
@@ -309,7 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ["ATTNLAB_FORCE_PROFILE"] = "smoke"
     course = notebook.find_course_root(args.course)
     result = grade_lab(args.lab, course=course, submitted=args.submitted, students=args.student,
-                       limits=limits, feedback=not args.no_feedback)
+                       limits=limits, feedback=not args.no_feedback, mode=args.sandbox, workers=args.workers)
     print(f"\ngrades: {result.csv_path}\nsummary: {result.summary_path}"
           + (f"\nplot: {result.plot_path}" if result.plot_path else ""))
 

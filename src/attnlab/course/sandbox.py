@@ -1,30 +1,34 @@
-"""Run one student's autograde in a throw-away Linux sandbox.
+"""Run a student's kernel in a throw-away Linux sandbox, as root or as an ordinary user.
 
-What Linux gives, nothing home-made (measured as root in this kind of container):
+Only the student's Python kernel (and whatever it starts) is sandboxed; the grader that sends it the
+notebook's cells and reads the results back runs outside (:mod:`attnlab.course.executor`). What
+Linux gives, nothing home-made:
 
-* ``unshare --mount --net --pid --ipc --uts --fork --kill-child``: a private mount table, a network
-  namespace holding only the loopback interface (nbgrader talks to its kernel over 127.0.0.1; no
-  route leaves the box), a pid namespace whose every process dies with its first one;
-* a new root made of read-only bind mounts of exactly what the grading needs (``/usr``, ``/etc``,
-  the Python installation, the virtual environment, the ``attnlab`` sources) plus the student's
-  scratch folder: ``solutions/``, the class gradebook, other students' files, the release and the
-  rest of the machine do not exist in it;
-* the student's code never runs as root: the kernel is started through
-  ``python -m attnlab.course.sandbox kernel``, which drops to a dedicated unprivileged uid
-  (``setresuid``, no supplementary groups, ``PR_SET_NO_NEW_PRIVS``) after setting rlimits (address
-  space, processes, CPU time, file size, open files, no core files); only the kernel's working copy
-  is owned by that uid, the per-student gradebook is root's and mode 0600;
-* cgroup v1 ``memory`` and ``pids`` limits for the whole sandbox when the machine offers them;
-* a wall-clock limit on the whole sandbox (the caller kills ``unshare``, ``--kill-child`` takes the
-  namespace down with it).
+* new **mount, network, pid, IPC and UTS namespaces**: the network namespace holds only a loopback
+  interface that is down (the kernel talks to the grader over Unix sockets in one folder), and the
+  pid namespace dies with its first process, taking every process the student started with it;
+* a **new root** made of read-only bind mounts of exactly what the kernel needs (``/usr``, ``/etc``,
+  the Python installation, the virtual environment, the ``attnlab`` sources), a fresh ``/proc`` of
+  its own pid namespace, small ``/tmp`` and ``/dev/shm``, the student's working folder (the only
+  writable place that outlives the kernel) and the socket folder: ``solutions/``, the gradebook,
+  other students' work and the rest of the machine do not exist in it;
+* **no privileges**: as root, the kernel switches to a fresh unprivileged uid; as an ordinary user
+  (``mode="user"``), the namespaces come from an unprivileged user namespace (``unshare --user
+  --map-root-user``, what Debian's ``bubblewrap`` uses too) and the kernel drops every capability
+  before any student code runs; both set ``PR_SET_NO_NEW_PRIVS``;
+* **limits**: rlimits on address space, processes (counted per user namespace), CPU time, file size
+  and open files; as root also cgroup v1 ``memory`` and ``pids`` limits; the grader adds a wall
+  clock per cell and per student, and (without cgroups) watches the memory of the sandbox's processes.
 
-The grader (root, outside) only copies files in and reads the per-student gradebook back.
+The process tree: the warm server (:mod:`attnlab.course.zygote`) forks **A**, which enters the new
+namespaces and forks **B**, the first process of the new pid namespace; B builds the root, drops its
+privileges and forks **C**, the kernel. B forwards interrupts to C and exits with it; killing B
+ends the whole namespace.
 """
 
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import resource
 import shutil
@@ -34,25 +38,36 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
-__all__ = ["Limits", "SandboxResult", "available", "run_in_sandbox", "pick_uid", "write_kernel_spec", "main"]
+__all__ = ["Limits", "BoxSpec", "mode", "available", "pick_uid", "python_roots", "make_cgroups",
+           "remove_cgroups", "enter", "capabilities"]
 
-PR_SET_NO_NEW_PRIVS = 38
 GIB = 1024**3
 MIB = 1024**2
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+STUDENT_DIR = "/student"  # the kernel's working folder, inside the sandbox
+
+# linux/sched.h, linux/mount.h, linux/prctl.h, linux/capability.h
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWPID, CLONE_NEWNET = 0x20000000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 1024, 2048, 1 << 21
+PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 24, 38, 47, 4
+_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass
 class Limits:
     """Resource limits of one student's sandbox."""
 
-    wall_s: float = 600.0  # the whole autograde of one student
-    cell_timeout_s: int = 60  # one cell (nbgrader's Execute.timeout)
+    wall_s: float = 600.0  # the whole notebook of one student
+    cell_timeout_s: int = 60  # one cell; then an interrupt, then the kernel is killed
     kernel_address_space: int = 6 * GIB  # RLIMIT_AS of the kernel (torch maps ~3.5 GiB of address space at import)
-    memory: int = 3 * GIB  # cgroup memory limit of the whole sandbox
+    memory: int = 3 * GIB  # resident memory of the whole sandbox (cgroup, or the grader's watch)
     pids: int = 256  # cgroup pids limit of the whole sandbox
-    kernel_nproc: int = 192  # RLIMIT_NPROC of the student uid (threads count)
+    kernel_nproc: int = 192  # RLIMIT_NPROC (threads count; per user namespace in the unprivileged mode)
     kernel_cpu_s: int = 900  # RLIMIT_CPU of the kernel
     file_size: int = 256 * MIB  # RLIMIT_FSIZE of the kernel
     open_files: int = 512
@@ -60,74 +75,94 @@ class Limits:
 
 
 @dataclass
-class SandboxResult:
-    returncode: int
-    timed_out: bool
-    wall_s: float
-    stdout: str
-    stderr: str
-    cgroups: bool = False
-    notes: list[str] = field(default_factory=list)
+class BoxSpec:
+    """Where and how one sandbox is built (plain data: it travels as JSON to the warm server)."""
+
+    mode: str  # "root" (a fresh uid) or "user" (an unprivileged user namespace)
+    newroot: str  # an empty folder of the host that becomes the sandbox's root
+    workdir: str  # the student's working folder on the host (STUDENT_DIR inside)
+    ipc_dir: str  # the folder of the kernel's sockets, at the same path inside and outside
+    uid: int = 0  # root mode: the uid the kernel runs as
+    limits: dict = field(default_factory=lambda: asdict(Limits()))
+    ro: list[str] = field(default_factory=list)  # read-only folders besides the system's
+    cgroups: list[str] = field(default_factory=list)
+    env: dict = field(default_factory=dict)
 
 
-def available() -> tuple[bool, str]:
-    """Can this machine build the sandbox (root, ``unshare``, user-less namespaces)?"""
-    if os.geteuid() != 0:
-        return False, "the grading sandbox needs root (namespaces, bind mounts, a dedicated uid)"
+def mode() -> str:
+    """``"root"`` when this process is root, else ``"user"`` (unprivileged user namespaces)."""
+    return "root" if os.geteuid() == 0 else "user"
+
+
+def available(which: str | None = None) -> tuple[bool, str]:
+    """Can this machine build the sandbox in ``which`` mode (default: :func:`mode`)?"""
+    which = which or mode()
     if shutil.which("unshare") is None:
         return False, "`unshare` (util-linux) is missing"
-    proc = subprocess.run(["unshare", "--mount", "--net", "--pid", "--fork", "true"], capture_output=True, text=True)
+    cmd = ["unshare", "--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "true"]
+    if which == "user":
+        cmd[1:1] = ["--user", "--map-root-user"]
+    elif os.geteuid() != 0:
+        return False, "the root sandbox needs root; an ordinary user grades in the user-namespace sandbox"
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        return False, f"unshare failed: {proc.stderr.strip()}"
+        hint = (" (user namespaces are disabled here: grade in a container, see the book's page For instructors)"
+                if which == "user" else "")
+        return False, f"unshare failed: {proc.stderr.strip()}{hint}"
     return True, "ok"
 
 
 def pick_uid() -> int:
-    """A uid no account uses, fresh per grading run (so RLIMIT_NPROC counts only this run)."""
-    base = 200_000 + (os.getpid() * 7919 + int(time.time())) % 500_000
-    return base
+    """A uid no account uses, fresh per kernel (so that RLIMIT_NPROC counts only that kernel)."""
+    return 200_000 + int.from_bytes(os.urandom(3), "big") % 500_000
 
 
-# ---------------------------------------------------------------------------------------------
-# outside: the grader starts a sandbox
-
-
-def _python_roots() -> list[str]:
-    """Folders the kernel and nbgrader need to read: the interpreter, the venv, the attnlab sources."""
+def python_roots() -> list[str]:
+    """Folders the kernel needs to read: the interpreter, the venv, the attnlab sources."""
     import attnlab
 
     roots = {os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix), sys.prefix}
     roots.add(str(Path(attnlab.__file__).resolve().parents[1]))  # .../src (editable install) or site-packages
-    exe = os.path.realpath(sys.executable)
-    roots.add(str(Path(exe).parent.parent))
+    roots.add(str(Path(os.path.realpath(sys.executable)).parent.parent))
     return sorted(roots)
 
 
-def _make_cgroups(name: str, limits: Limits) -> list[Path]:
+def capabilities() -> int:
+    """This process's effective capabilities (``CapEff`` of ``/proc/self/status``)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("CapEff:"):
+            return int(line.split()[1], 16)
+    return -1
+
+
+# ---------------------------------------------------------------------------------------------
+# cgroups (root mode only)
+
+
+def make_cgroups(name: str, limits: Limits) -> list[str]:
+    """cgroup v1 ``memory`` and ``pids`` groups for one sandbox (none when the machine has no v1)."""
     made = []
-    for ctrl, files in (("memory", {"memory.limit_in_bytes": limits.memory, "memory.memsw.limit_in_bytes": None}),
-                        ("pids", {"pids.max": limits.pids})):
+    for ctrl, files in (("memory", {"memory.limit_in_bytes": limits.memory}), ("pids", {"pids.max": limits.pids})):
         base = CGROUP_ROOT / ctrl
-        if not (base / "cgroup.procs").exists():
+        if os.geteuid() != 0 or not (base / "cgroup.procs").exists():
             continue
         path = base / name
         try:
             path.mkdir(exist_ok=True)
             for fname, value in files.items():
-                if value is not None:
-                    (path / fname).write_text(str(value))
-            made.append(path)
+                (path / fname).write_text(str(value))
+            made.append(str(path))
         except OSError:
             shutil.rmtree(path, ignore_errors=True)
     return made
 
 
-def _remove_cgroups(paths: list[Path]) -> None:
-    for path in paths:
+def remove_cgroups(paths: list[str]) -> None:
+    """Kill what is left in the groups and remove them."""
+    for path in map(Path, paths):
         for _ in range(50):
             try:
-                procs = (path / "cgroup.procs").read_text().split()
-                for pid in procs:
+                for pid in (path / "cgroup.procs").read_text().split():
                     try:
                         os.kill(int(pid), signal.SIGKILL)
                     except ProcessLookupError:
@@ -140,205 +175,135 @@ def _remove_cgroups(paths: list[Path]) -> None:
                 time.sleep(0.1)
 
 
-def run_in_sandbox(
-    workdir: Path,
-    argv: list[str],
-    *,
-    uid: int,
-    limits: Limits,
-    env: dict[str, str],
-    cwd: str = "/grade",
-) -> SandboxResult:
-    """Run ``argv`` (as root inside the namespaces, in a root containing only what grading needs).
-
-    ``workdir`` appears as ``/grade`` (read-write); the student's kernel, started through the
-    kernel spec that :func:`write_kernel_spec` writes, runs as ``uid``.
-    """
-    workdir = Path(workdir).resolve()
-    name = f"attnlab_grade_{os.getpid()}_{uid}_{int(time.time() * 1000) % 10**8}"
-    cgroups = _make_cgroups(name, limits)
-    spec = {
-        "workdir": str(workdir),
-        "ro": _python_roots(),
-        "argv": argv,
-        "cwd": cwd,
-        "env": env,
-        "limits": asdict(limits),
-        "cgroups": [str(p) for p in cgroups],
-    }
-    spec_path = workdir.parent / (workdir.name + ".sandbox.json")
-    spec_path.write_text(json.dumps(spec))
-    os.chmod(spec_path, 0o600)
-    cmd = ["unshare", "--mount", "--net", "--pid", "--ipc", "--uts", "--fork", "--kill-child",
-           "--propagation", "private", sys.executable, "-E", "-m", "attnlab.course.sandbox", "init", str(spec_path)]
-    start = time.monotonic()
-    timed_out = False
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=limits.wall_s)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        os.killpg(proc.pid, signal.SIGKILL)
-        out, err = proc.communicate()
-    finally:
-        _remove_cgroups(cgroups)
-        spec_path.unlink(missing_ok=True)
-    return SandboxResult(proc.returncode, timed_out, time.monotonic() - start, out[-20000:], err[-20000:], bool(cgroups))
-
-
-def write_kernel_spec(jupyter_dir: Path, *, uid: int, limits: Limits, test_hashes_file: str,
-                      name: str = "python3") -> None:
-    """A kernel spec that starts the student's kernel through the privilege drop."""
-    kdir = jupyter_dir / "kernels" / name
-    kdir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-E", "-m", "attnlab.course.sandbox", "kernel",
-            "--uid", str(uid), "--limits", json.dumps(asdict(limits)), "--hashes", test_hashes_file,
-            "--connection-file", "{connection_file}"]
-    (kdir / "kernel.json").write_text(json.dumps({
-        "argv": argv, "display_name": "Python 3 (sandboxed grading)", "language": "python",
-        "metadata": {"debugger": False},
-    }))
-
-
 # ---------------------------------------------------------------------------------------------
-# inside: root in the new namespaces builds the view, then runs nbgrader
+# inside: system calls
 
 
-def _mount(*args: str) -> None:
-    subprocess.run(["mount", *args], check=True, capture_output=True)
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
-def _bind(src: str, root: str, *, rw: bool = False) -> None:
-    dest = root + src
+def _mount(src: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    enc = (lambda s: s.encode() if s is not None else None)
+    _check(_LIBC.mount(enc(src), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")
+
+
+def _kept_flags(path: str) -> int:
+    """The flags a read-only remount must keep (an unprivileged namespace may not clear them)."""
+    f = os.statvfs(path).f_flag
+    flags = f & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME)
+    return flags | (MS_RELATIME if f & 4096 else 0)
+
+
+def _bind(src: str, root: str, *, rw: bool = False, dest: str | None = None) -> None:
+    """Bind ``src`` at ``root + (dest or src)``, read-only unless ``rw``."""
+    target = root + (dest or src)
     if os.path.isdir(src):
-        os.makedirs(dest, exist_ok=True)
+        os.makedirs(target, exist_ok=True)
     else:
-        os.makedirs(os.path.dirname(dest), exist_ok=True)
-        if not os.path.exists(dest):
-            open(dest, "w").close()
-    _mount("--rbind" if os.path.isdir(src) else "--bind", src, dest)
-    if not rw:
-        _mount("-o", "remount,bind,ro,nosuid,nodev", dest)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not os.path.exists(target):
+            open(target, "w").close()
+    _mount(src, target, None, MS_BIND | MS_REC)
+    extra = 0 if rw else MS_RDONLY
+    _mount(None, target, None, MS_REMOUNT | MS_BIND | extra | MS_NOSUID | _kept_flags(target))
 
 
-def _loopback_up() -> None:
-    """``ip link set lo up`` without iproute2: SIOCGIFFLAGS / SIOCSIFFLAGS on ``lo``."""
-    import fcntl
-    import socket
-    import struct
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        ifr = struct.pack("16sh", b"lo", 0)
-        flags = struct.unpack("16sh", fcntl.ioctl(s, 0x8913, ifr)[:18])[1]
-        fcntl.ioctl(s, 0x8914, struct.pack("16sh", b"lo", flags | 0x1))
-
-
-def _init(spec_path: str) -> int:
-    spec = json.loads(Path(spec_path).read_text())
-    limits = Limits(**spec["limits"])
-    for cg in spec["cgroups"]:
-        Path(cg, "cgroup.procs").write_text("0")  # this process and everything it starts
-    newroot = spec["workdir"] + ".root"
-    os.makedirs(newroot, exist_ok=True)
-    _mount("-t", "tmpfs", "-o", "size=16m,mode=755", "none", newroot)
+def _build_root(spec: BoxSpec) -> None:
+    """Mount the sandbox's root at ``spec.newroot`` and enter it."""
+    limits, root = Limits(**spec.limits), spec.newroot
+    _mount("none", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=755")
     for d in ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"):
         if os.path.islink(d):
-            os.symlink(os.readlink(d), newroot + d)
+            os.symlink(os.readlink(d), root + d)
         elif os.path.isdir(d):
-            _bind(d, newroot)
-    # the sandbox's own /tmp comes first, so that read-only paths below /tmp (a course cloned into
-    # /tmp, as CI does) are bound on top of it instead of being hidden by it
-    os.makedirs(newroot + "/tmp", exist_ok=True)
-    _mount("-t", "tmpfs", "-o", f"size={limits.tmp_size},mode=1777,nosuid,nodev", "none", newroot + "/tmp")
-    for d in spec["ro"]:
-        if os.path.isdir(d) and not os.path.exists(newroot + d):
-            _bind(d, newroot)
-    os.makedirs(newroot + "/grade", exist_ok=True)
-    _mount("--bind", spec["workdir"], newroot + "/grade")
-    _mount("-o", "remount,bind,nosuid,nodev", newroot + "/grade")
-    os.makedirs(newroot + "/proc")
-    _mount("-t", "proc", "-o", "nosuid,nodev,noexec", "proc", newroot + "/proc")
-    os.makedirs(newroot + "/dev")
+            _bind(d, root)
+    # /tmp first, so that read-only folders below /tmp (a course cloned there) are bound on top of it
+    for d in ("/tmp", "/dev/shm"):
+        os.makedirs(root + d, exist_ok=True)
+        _mount("none", root + d, "tmpfs", MS_NOSUID | MS_NODEV, f"size={limits.tmp_size},mode=1777")
+    for d in spec.ro:
+        if os.path.isdir(d) and not os.path.exists(root + d):
+            _bind(d, root)
     for dev in ("null", "zero", "full", "random", "urandom"):
-        _bind("/dev/" + dev, newroot, rw=True)
-    os.makedirs(newroot + "/dev/shm", exist_ok=True)
-    _mount("-t", "tmpfs", "-o", f"size={limits.tmp_size},mode=1777,nosuid,nodev", "none", newroot + "/dev/shm")
-    _mount("-o", "remount,ro,bind", newroot)
-    # loopback up: nbgrader reaches its kernel over 127.0.0.1; nothing else exists in this namespace
-    _loopback_up()
-    os.chroot(newroot)
-    os.chdir(spec["cwd"])
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8", "HOME": "/grade/home"}
-    env.update(spec["env"])
-    os.umask(0o022)
-    proc = subprocess.run(spec["argv"], env=env)
-    return proc.returncode
+        _bind("/dev/" + dev, root, rw=True)
+    _bind(spec.workdir, root, rw=True, dest=STUDENT_DIR)
+    _bind(spec.ipc_dir, root, rw=True)
+    os.makedirs(root + "/proc", exist_ok=True)
+    _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _mount(None, root, None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    os.chroot(root)
+    os.chdir(STUDENT_DIR)
 
 
-def _kernel(argv: list[str]) -> None:
-    """Root half of the kernel start: give the connection file and working copy to ``uid``, drop, exec."""
-    import argparse
-
-    p = argparse.ArgumentParser()
-    p.add_argument("--uid", type=int, required=True)
-    p.add_argument("--limits", required=True)
-    p.add_argument("--hashes", required=True)
-    p.add_argument("--connection-file", required=True)
-    args = p.parse_args(argv)
-    limits = Limits(**json.loads(args.limits))
-    uid = args.uid
-    os.chown(args.connection_file, uid, uid)
-    hashes = Path(args.hashes).read_text() if os.path.exists(args.hashes) else "[]"
-    # The working copy (the kernel's cwd) becomes the student's; the notebook nbgrader put there
-    # already holds the hidden tests, so it stays root's and unreadable to the student.
-    cwd = os.getcwd()
-    for dirpath, dirnames, filenames in os.walk(cwd):
-        os.chown(dirpath, uid, uid)
-        for f in filenames:
-            path = os.path.join(dirpath, f)
-            if f.endswith(".ipynb") and not os.path.islink(path):
-                os.chown(path, 0, 0)
-                os.chmod(path, 0o600)
-            else:
-                os.lchown(path, uid, uid)
-    home = "/tmp/home"
-    os.makedirs(home, exist_ok=True)
-    os.chown(home, uid, uid)
-    for rlim, value in ((resource.RLIMIT_AS, limits.kernel_address_space),
-                        (resource.RLIMIT_NPROC, limits.kernel_nproc),
-                        (resource.RLIMIT_CPU, limits.kernel_cpu_s),
-                        (resource.RLIMIT_FSIZE, limits.file_size),
-                        (resource.RLIMIT_NOFILE, limits.open_files),
-                        (resource.RLIMIT_CORE, 0)):
+def _drop_privileges(spec: BoxSpec) -> None:
+    """rlimits, then no capabilities (user mode) or a fresh uid (root mode), then no_new_privs."""
+    limits = Limits(**spec.limits)
+    for rlim, value in ((resource.RLIMIT_AS, limits.kernel_address_space), (resource.RLIMIT_NPROC, limits.kernel_nproc),
+                        (resource.RLIMIT_CPU, limits.kernel_cpu_s), (resource.RLIMIT_FSIZE, limits.file_size),
+                        (resource.RLIMIT_NOFILE, limits.open_files), (resource.RLIMIT_CORE, 0)):
         resource.setrlimit(rlim, (value, value))
-    os.setgroups([])
-    os.setresgid(uid, uid, uid)
-    os.setresuid(uid, uid, uid)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise SystemExit("prctl(PR_SET_NO_NEW_PRIVS) failed")
-    if os.geteuid() == 0 or os.getuid() == 0:
-        raise SystemExit("could not drop root")
-    env = dict(os.environ)
-    env.update({"HOME": home, "MPLCONFIGDIR": "/tmp/mpl", "IPYTHONDIR": "/tmp/ipython",
-                "ATTNLAB_TEST_HASHES": hashes})
-    os.execve(sys.executable, [sys.executable, "-E", "-m", "ipykernel_launcher",
-                               "--IPKernelApp.kernel_class=attnlab.course.kernel_guard.GuardedKernel",
-                               "--HistoryManager.hist_file=:memory:",
-                               "-f", args.connection_file], env)
+    _LIBC.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    for cap in range(64):
+        _LIBC.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)  # EINVAL past the last capability: ignored
+    if spec.mode == "root":
+        os.setgroups([])
+        os.setresgid(spec.uid, spec.uid, spec.uid)
+        os.setresuid(spec.uid, spec.uid, spec.uid)
+    else:
+        header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+        _check(_LIBC.capset(header, (ctypes.c_uint32 * 6)()), "capset")
+    _check(_LIBC.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+    if capabilities() != 0 or (spec.mode == "root" and (os.geteuid() == 0 or os.getuid() == 0)):
+        raise SystemExit("could not drop privileges")
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "init":
-        sys.exit(_init(argv[1]))
-    if argv and argv[0] == "kernel":
-        _kernel(argv[1:])
-        return
-    raise SystemExit("usage: python -m attnlab.course.sandbox {init SPEC | kernel ...} (internal)")
+def _supervise(child: int) -> None:
+    """The namespace's first process: forward interrupts to the kernel, end with it."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda s, _f: os.kill(child, s))
+    while True:
+        try:
+            _, status = os.waitpid(child, 0)
+            break
+        except ChildProcessError:
+            status = 0
+            break
+        except InterruptedError:
+            continue
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
 
 
-if __name__ == "__main__":
-    main()
+def enter(spec: BoxSpec, start: Callable[[], None]) -> int:
+    """In process A (a fresh fork): enter new namespaces and fork B; return B's pid (A's side).
+
+    B builds the root, drops its privileges and forks C, which calls ``start()`` (the kernel) and
+    exits; B never returns. Raises ``OSError`` (in A) when the namespaces cannot be made.
+    """
+    if spec.mode == "root":
+        for cg in spec.cgroups:
+            Path(cg, "cgroup.procs").write_text(str(os.getpid()))
+        for d in (spec.workdir, spec.ipc_dir):
+            os.chown(d, spec.uid, spec.uid)
+    _check(_LIBC.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    pid = os.fork()
+    if pid:
+        return pid
+    try:  # B: pid 1 of the new namespace
+        os.setsid()
+        _build_root(spec)
+        os.umask(0o022)
+        _drop_privileges(spec)
+        child = os.fork()
+        if child == 0:
+            try:
+                start()
+            finally:
+                os._exit(0)
+        _supervise(child)
+    except BaseException as err:  # noqa: BLE001 - report and leave; the grader sees the kernel never came
+        os.write(2, f"sandbox: {type(err).__name__}: {err}\n".encode())
+    os._exit(70)
