@@ -145,3 +145,33 @@ def test_feedback_and_export(graded):
     assert float(rows["blank"]["total"]) == 0
     assert (result.out_dir / "nbgrader_grades.csv").exists()
     assert result.summary_path.exists() and result.plot_path is not None
+
+
+@pytest.mark.browser
+def test_feedback_typesets_math_offline(graded):
+    """The feedback page of a lab typesets its equations in a real browser with no network: MathJax
+    comes inside the page (nbgrader's own page loads it from a CDN)."""
+    from test_book import CHROMIUM, Visit, _serve, _typeset
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: run `make browser-deps`")
+    from playwright.sync_api import sync_playwright
+
+    lab = graded["lab"]
+    folder = graded["course"] / "feedback" / "solution" / lab
+    if "$" not in (folder / f"{lab}.html").read_text("utf-8"):
+        pytest.skip(f"{lab}'s notebook has no equation")
+    httpd = _serve(folder)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
+            visit = Visit(browser, f"http://127.0.0.1:{httpd.server_address[1]}")
+            page = visit.open(f"{lab}.html")
+            _typeset(page)
+            assert page.locator("mjx-container").count() >= 3, "MathJax typeset no equation"
+            assert page.locator("mjx-merror").count() == 0
+            assert not visit.outside, f"the feedback page asked for outside resources: {visit.outside}"
+            assert not visit.errors, visit.errors
+            browser.close()
+    finally:
+        httpd.shutdown()
