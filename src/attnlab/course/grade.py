@@ -179,6 +179,11 @@ class _Pool:
         todo, busy = list(jobs), {}
         try:
             while todo or busy:
+                if not busy and not self.idle:  # every worker has stopped: say so for the rest
+                    for student, _ in todo:
+                        yield {"student": student, "scores": {}, "messages": ["no grading worker was left"],
+                               "status": "grading failed", "autograded": {}}
+                    return
                 while todo and self.idle:
                     proc, (student, folder) = self.idle.pop(), todo.pop(0)
                     proc.stdin.write(json.dumps([student, str(folder)]) + "\n")

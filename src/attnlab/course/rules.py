@@ -164,7 +164,10 @@ class _Checker(ast.NodeVisitor):
 
     def visit_Name(self, node: ast.Name) -> None:
         name = node.id
-        if name in FORBIDDEN_NAMES or _IPYTHON_NAME.match(name):
+        if name == "get_ipython":
+            self.bad(node, "`get_ipython` is not allowed in an answer cell (IPython magics such as %timeit and shell "
+                           "commands such as !ls become get_ipython(): they are not run at grading)")
+        elif name in FORBIDDEN_NAMES or _IPYTHON_NAME.match(name):
             self.bad(node, f"`{name}` is not allowed in an answer cell")
         elif name in self.lab_names:
             self.bad(node, f"`{name}` is bound by the lab's own cells to something answer cells may not import "

@@ -55,6 +55,15 @@ def start(lab: LabFacts, limits: sandbox.Limits, mode: str, work: str) -> None:
     _STATE.update(lab=lab, limits=limits, work=Path(work), zygote=Zygote(mode))
 
 
+def _restart() -> None:
+    """A new warm server (the old one stopped, or would not start a kernel)."""
+    from .zygote import Zygote
+
+    mode = _STATE["zygote"].mode
+    stop()
+    _STATE["zygote"] = Zygote(mode)
+
+
 def stop() -> None:
     zygote = _STATE.pop("zygote", None)
     if zygote is not None:
@@ -94,6 +103,13 @@ def _grade_notebook(lab: LabFacts, name: str, submitted, box: Path, out: dict) -
     os.chmod(box, 0o755)
     run = executor.execute_notebook(graded.nb, zygote=_STATE["zygote"], box=box, limits=_STATE["limits"],
                                     config=config)
+    if run.status.startswith("the grading kernel did not start"):  # not the student's doing: start over once
+        _restart()
+        shutil.rmtree(box, ignore_errors=True)
+        box.mkdir(parents=True)
+        os.chmod(box, 0o755)
+        run = executor.execute_notebook(graded.nb, zygote=_STATE["zygote"], box=box, limits=_STATE["limits"],
+                                        config=config)
     for gid, ok in run.passed.items():
         if gid in out["scores"]:
             out["scores"][gid] = float(lab.points[gid]) if ok else 0.0
