@@ -224,3 +224,15 @@ def test_the_introduction_lists_exactly_what_each_exercise_may_not_call(lab):
         for name in forbidden:
             resolve_name(name)  # raises if the name does not exist
     assert set(told) == set(range(1, len(harness.exercises(nb)) + 1)), f"the introduction lists exercises {sorted(told)}"
+
+
+@pytest.mark.parametrize("lab", LABS)
+def test_the_introduction_says_which_cells_are_graded(lab):
+    """Cells a student adds are not run at grading, and answer cells keep to the answer-cell rules
+    (attnlab.course.rules): the student must read both in the lab before meeting them in a grade."""
+    nb = harness.read(harness.solution_path(lab, ROOT))
+    intro = next(c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "intro")
+    assert "**Where your code goes.**" in intro and "cells you add are not run" in intro, \
+        "the introduction must say where answers go and that cells a student adds are not run at grading"
+    for rule in ("`eval`", "`getattr`", "underscore", "`self`"):
+        assert rule in intro, f"the introduction must state the answer-cell rule about {rule}"
