@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import re
-import shutil
 from pathlib import Path
 
 import nbformat
@@ -29,17 +28,6 @@ def _nbg(cell) -> dict:
     return cell.metadata.get("nbgrader", {}) or {}
 
 
-def _with_solutions(released, solution):
-    """The released notebook with every solution cell filled in from the instructor's notebook."""
-    nb = nbformat.from_dict(released)
-    answers = {_nbg(c)["grade_id"]: c.source for c in solution.cells if _nbg(c).get("solution")}
-    for cell in nb.cells:
-        gid = _nbg(cell).get("grade_id")
-        if gid in answers:
-            cell.source = answers[gid]
-    return nb
-
-
 @pytest.fixture(scope="session", params=LABS)  # session: set up once per lab, even when xdist interleaves
 def graded(request, tmp_path_factory, root):
     from _shared import shared_run
@@ -53,20 +41,15 @@ def graded(request, tmp_path_factory, root):
 
 def _run_class(lab: str, shared: Path, root: Path) -> dict:
     course = shared / "course"
-    course.mkdir()
-    shutil.copy(root / "nbgrader_config.py", course / "nbgrader_config.py")
-    shutil.copytree(root / "solutions" / lab, course / "solutions" / lab)
-    released_dir = release.generate(lab, course / "labs", root=course)
+    released, solution = harness.new_course(lab, course, root)
     name = f"{lab}.ipynb"
-    released = nbformat.read(str(released_dir / name), as_version=4)
-    solution = nbformat.read(str(course / "solutions" / lab / name), as_version=4)
     mutant = harness.load_mutants(lab, root)[0]
-    mutated = _with_solutions(released, solution)
+    mutated = harness.with_answers(released, solution)
     for cell in mutated.cells:
         if _nbg(cell).get("grade_id") == mutant.exercise:
             cell.source = mutant.apply(cell.source)       # the solution's answer, with the mutant's edit
     subs = {
-        "solution": nbformat.writes(_with_solutions(released, solution)),
+        "solution": nbformat.writes(harness.with_answers(released, solution)),
         "blank": nbformat.writes(released),
         "mutant": nbformat.writes(mutated),
     }

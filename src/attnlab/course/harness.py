@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,8 @@ __all__ = [
     "exercises",
     "test_cells",
     "substitute",
+    "with_answers",
+    "new_course",
     "execute",
     "execute_forked",
     "cell_scores",
@@ -146,6 +149,31 @@ def substitute(nb, mutant: Mutant, *, truncate: bool = True):
         last = max(ids.index(t) for t in tests_of(nb, mutant.exercise))
         nb.cells = nb.cells[: last + 1]
     return nb
+
+
+def with_answers(released, solution):
+    """A copy of the released notebook with every solution cell answered as in the instructor's
+    notebook: what a student who solved everything hands in."""
+    nb = copy.deepcopy(released)
+    answers = {notebook.grade_id(c): c.source for c in solution.cells if notebook.is_solution_cell(c)}
+    for cell in nb.cells:
+        if notebook.grade_id(cell) in answers:
+            cell.source = answers[notebook.grade_id(cell)]
+    return nb
+
+
+def new_course(lab: str, course: Path, root: Path):
+    """A fresh course folder at ``course`` holding ``lab`` as an instructor sets it up (nbgrader's
+    configuration, the solution, the released lab); returns ``(released, solution)`` notebooks."""
+    from attnlab.course import release
+
+    course.mkdir(parents=True)
+    shutil.copy(root / "nbgrader_config.py", course / "nbgrader_config.py")
+    shutil.copytree(root / "solutions" / lab, course / "solutions" / lab)
+    released_dir = release.generate(lab, course / "labs", root=course)
+    name = f"{lab}.ipynb"
+    return (nbformat.read(str(released_dir / name), as_version=4),
+            nbformat.read(str(course / "solutions" / lab / name), as_version=4))
 
 
 def execute(nb, *, cwd: Path, profile: str = "smoke", timeout: int = 300, allow_errors: bool = True):
