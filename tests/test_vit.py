@@ -1,9 +1,18 @@
-"""attnlab.vit: patches, the patch embedding as a strided convolution, positions, the ViT's shapes."""
+"""attnlab.vit: patches, the patch embedding as a strided convolution, positions, the ViT's shapes;
+equality with torchvision's VisionTransformer (weights converted both ways); attention rollout and
+mean attention distance against brute-force references."""
+
+import math
 
 import pytest
 import torch
+from torch import nn
+from torchvision.models import VisionTransformer
 
-from attnlab.vit import PatchEmbedding, ViT, patchify, sincos_2d_positions, unpatchify
+from attnlab.vit import (PatchEmbedding, ViT, attention_rollout, conv_weight_to_linear, embed_patches,
+                         mean_attention_distance, package_state_dict, patch_distances, patchify,
+                         sincos_2d_positions, torchvision_state_dict, unpatchify, vit_from_torchvision,
+                         vit_to_torchvision)
 
 
 def test_patchify_cuts_row_major_patches_and_unpatchify_inverts_it():
@@ -51,3 +60,170 @@ def test_vit_shapes_and_attention_maps(class_token, positions):
 def test_vit_is_device_agnostic_on_the_meta_device():
     vit = ViT(image_size=16, patch_size=4, num_classes=5, dim=16, depth=1, num_heads=2).to("meta")
     assert vit(torch.empty(2, 3, 16, 16, device="meta")).shape == (2, 5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_embed_patches_is_the_strided_convolution(dtype):
+    """The linear form (patchify, one matrix product) equals the Conv2d with kernel = stride = P."""
+    torch.manual_seed(0)
+    emb = PatchEmbedding(image_size=12, patch_size=4, in_channels=3, dim=7).to(dtype)
+    x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(2), dtype=dtype)
+    linear = embed_patches(x, conv_weight_to_linear(emb.proj.weight), emb.proj.bias, 4)
+    tol = dict(rtol=1e-12, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(linear, emb(x), **tol)
+    torch.testing.assert_close(linear, torch.nn.functional.conv2d(x, emb.proj.weight, emb.proj.bias, stride=4)
+                               .flatten(2).transpose(1, 2), **tol)
+    # column (i P + j) C + c of the matrix is channel c of pixel (i, j): read one entry by hand
+    assert conv_weight_to_linear(emb.proj.weight)[5, (2 * 4 + 1) * 3 + 2] == emb.proj.weight[5, 2, 2, 1]
+
+
+# torchvision's layout: (image, patch, layers, heads, width, MLP width); the second is vit_b_16's
+# blocks at a 32 x 32 image (4 patches), so that the test stays fast on a CPU.
+CONFIGS = {"small": (16, 4, 2, 4, 32, 48),
+           "vit_b_16_layout": pytest.param((32, 16, 12, 12, 768, 3072), marks=pytest.mark.slow)}   # ~10 s here
+
+
+def _torchvision_vit(image, patch, layers, heads, width, mlp, num_classes=5):
+    torch.manual_seed(0)
+    model = VisionTransformer(image_size=image, patch_size=patch, num_layers=layers, num_heads=heads,
+                              hidden_dim=width, mlp_dim=mlp, num_classes=num_classes).eval()
+    with torch.no_grad():                     # torchvision zero-initialises the head: give it weights to check
+        model.heads.head.weight.normal_(generator=torch.Generator().manual_seed(1))
+        model.heads.head.bias.normal_(generator=torch.Generator().manual_seed(2))
+        model.class_token.normal_(generator=torch.Generator().manual_seed(3))
+    return model
+
+
+@pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
+def test_vit_equals_torchvision_with_converted_weights(config):
+    image = config[0]
+    theirs = _torchvision_vit(*config)
+    ours = vit_from_torchvision(theirs)
+    assert not ours.training and ours.norm.eps == 1e-6 and ours.blocks[0].attn_block.norm.eps == 1e-6
+    x = torch.randn(2, 3, image, image, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        expected = theirs(x)
+        torch.testing.assert_close(ours(x), expected, rtol=1e-5, atol=1e-5)
+    back = vit_to_torchvision(ours)                                            # and back again
+    assert not back.training and back.encoder.ln.eps == 1e-6
+    mine, original = back.state_dict(), theirs.state_dict()
+    assert mine.keys() == original.keys() and all(torch.equal(mine[k], original[k]) for k in original)
+
+
+def test_vit_and_its_torchvision_copy_agree_through_both_attention_paths():
+    ours = vit_from_torchvision(_torchvision_vit(*CONFIGS["small"]))
+    back = vit_to_torchvision(ours)
+    x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        teaching = ours.head(ours.forward_features(x, need_weights=True)[0][:, 0])     # weights kept
+        torch.testing.assert_close(teaching, back(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(ours(x), back(x), rtol=1e-5, atol=1e-5)              # fused attention
+
+
+def test_state_dict_converters_are_inverse_and_complete():
+    torch.manual_seed(0)
+    ours = ViT(image_size=8, patch_size=4, num_classes=3, dim=8, depth=2, num_heads=2)
+    state = ours.state_dict()
+    theirs = torchvision_state_dict(state)
+    assert "encoder.layers.encoder_layer_1.self_attention.in_proj_weight" in theirs
+    assert theirs["encoder.layers.encoder_layer_1.self_attention.in_proj_weight"].shape == (24, 8)
+    back = package_state_dict(theirs)
+    assert back.keys() == state.keys() and all(torch.equal(back[k], state[k]) for k in state)
+    with pytest.raises(KeyError, match="counterpart"):
+        package_state_dict({"heads.pre_logits.weight": torch.zeros(2, 2)})
+    with pytest.raises(ValueError, match="CLS token"):
+        vit_to_torchvision(ViT(image_size=8, patch_size=4, num_classes=3, dim=8, depth=1, num_heads=2, class_token=False))
+
+
+def test_vit_has_the_gradients_of_torchvision():
+    """Same weights, same batch, training mode (dropout 0): the same loss and the same gradients."""
+    theirs = _torchvision_vit(*CONFIGS["small"]).train()
+    ours = vit_from_torchvision(theirs)
+    assert ours.training
+    g = torch.Generator().manual_seed(5)
+    x, y = torch.randn(4, 3, 16, 16, generator=g), torch.randint(0, 5, (4,), generator=g)
+    for model in (ours, theirs):
+        nn.functional.cross_entropy(model(x), y).backward()
+    grads = package_state_dict({k: p.grad for k, p in theirs.named_parameters()})
+    for key, p in ours.named_parameters():
+        torch.testing.assert_close(p.grad, grads[key], rtol=1e-4, atol=1e-6, msg=key)
+
+
+def _rollout_by_hand(weights, residual=0.5):
+    """Per image and layer, in float64 loops: the definition of rollout, written out."""
+    B, H, T, _ = weights[0].shape
+    out = torch.zeros(B, T, T, dtype=torch.float64)
+    for b in range(B):
+        r = torch.eye(T, dtype=torch.float64)
+        for w in weights:
+            a = sum(w[b, h].double() for h in range(H)) / H
+            a = (1 - residual) * a + residual * torch.eye(T, dtype=torch.float64)
+            a = a / a.sum(1, keepdim=True)
+            r = a @ r
+        out[b] = r
+    return out
+
+
+def _random_attention(g, layers, B, H, T):
+    return [torch.softmax(torch.randn(B, H, T, T, generator=g) * 2, dim=-1) for _ in range(layers)]
+
+
+def test_attention_rollout_matches_its_definition():
+    g = torch.Generator().manual_seed(6)
+    weights = _random_attention(g, 3, 2, 4, 5)
+    rollout = attention_rollout(weights)
+    torch.testing.assert_close(rollout.double(), _rollout_by_hand(weights), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(rollout.sum(-1), torch.ones(2, 5))                 # still a mixing matrix
+    one = attention_rollout(weights[:1])
+    torch.testing.assert_close(one, 0.5 * weights[0].mean(1) + 0.5 * torch.eye(5))  # one layer: the mix itself
+    # the order matters: the last layer is applied last (on the left)
+    assert not torch.allclose(rollout, attention_rollout(weights[::-1]))
+    # with no residual, it is the plain product of the head-averaged attentions
+    plain = weights[2].mean(1) @ weights[1].mean(1) @ weights[0].mean(1)
+    torch.testing.assert_close(attention_rollout(weights, residual=0.0), plain)
+
+
+def test_attention_rollout_of_a_trained_shape_finds_the_attended_patch():
+    """Attention that always reads patch 3 (besides itself) makes patch 3 the top of the CLS row."""
+    T = 1 + 9
+    w = torch.full((1, 2, T, T), 0.02)
+    w[..., 4] = 1.0                                                        # token 4 = patch 3
+    w = w / w.sum(-1, keepdim=True)
+    cls_map = attention_rollout([w, w, w])[0, 0, 1:]
+    assert int(cls_map.argmax()) == 3
+
+
+def test_patch_distances_are_euclidean_between_centres():
+    d = patch_distances(3, 4)
+    assert d.shape == (9, 9) and torch.all(d.diagonal() == 0)
+    assert d[0, 1] == 4 and d[0, 3] == 4 and math.isclose(float(d[0, 8]), math.hypot(8, 8), rel_tol=1e-6)
+
+
+def test_mean_attention_distance_against_brute_force():
+    g = torch.Generator().manual_seed(7)
+    grid, P, H = 3, 4, 2
+    weights = _random_attention(g, 2, 2, H, 1 + grid * grid)
+    got = mean_attention_distance(weights, grid_size=grid, patch_size=P)
+    assert got.shape == (2, H)
+    centres = [(r * P, c * P) for r in range(grid) for c in range(grid)]
+    for layer, w in enumerate(weights):
+        for h in range(H):
+            total = 0.0
+            for b in range(2):
+                for q in range(9):
+                    row = w[b, h, 1 + q, 1:].double()
+                    row = row / row.sum()
+                    total += sum(float(row[k]) * math.dist(centres[q], centres[k]) for k in range(9))
+            assert math.isclose(float(got[layer, h]), total / 18, rel_tol=1e-5)
+    # each patch attending to itself only: distance 0; uniform attention: the mean pairwise distance
+    local = torch.eye(10).expand(1, 1, 10, 10)
+    assert float(mean_attention_distance([local], grid_size=3, patch_size=4)) == 0.0
+    uniform = torch.full((1, 1, 9, 9), 1 / 9)
+    assert math.isclose(float(mean_attention_distance([uniform], grid_size=3, patch_size=4, class_token=False)),
+                        float(patch_distances(3, 4).mean()), rel_tol=1e-6)
+
+
+def test_eps_reaches_every_layer_norm():
+    vit = ViT(image_size=8, patch_size=4, num_classes=2, dim=8, depth=2, num_heads=2, eps=1e-6)
+    eps = {m.eps for m in vit.modules() if hasattr(m, "eps")}
+    assert eps == {1e-6}

@@ -189,11 +189,12 @@ class AddNorm(nn.Module):
     ``LN(x + Dropout(sublayer(x)))``. ``norm_first=True``, **pre-norm** (ViT, GPT):
     ``x + Dropout(sublayer(LN(x)))``: the residual path from input to output carries no
     normalisation at all, which is why deep pre-norm stacks train without learning-rate warm-up.
+    ``eps``: the LayerNorm's epsilon (1e-5, torch's default; torchvision's ViT uses 1e-6).
     """
 
-    def __init__(self, *, dim: int, dropout: float = 0.0, norm_first: bool = False) -> None:
+    def __init__(self, *, dim: int, dropout: float = 0.0, norm_first: bool = False, eps: float = 1e-5) -> None:
         super().__init__()
-        self.norm = LayerNorm(dim=dim)
+        self.norm = LayerNorm(dim=dim, eps=eps)
         self.dropout = nn.Dropout(dropout)
         self.norm_first = norm_first
 
@@ -245,16 +246,17 @@ class EncoderLayer(nn.Module):
 
     Args:
         dim: D; num_heads: H; ffn_dim: F; dropout: on each sublayer's output and inside the FFN;
-        norm_first: pre-norm (True) or post-norm (False, the paper); activation: "relu" or "gelu".
+        norm_first: pre-norm (True) or post-norm (False, the paper); activation: "relu" or "gelu";
+        eps: the LayerNorms' epsilon.
     """
 
     def __init__(self, *, dim: int, num_heads: int, ffn_dim: int, dropout: float = 0.1,
-                 norm_first: bool = False, activation: str = "relu") -> None:
+                 norm_first: bool = False, activation: str = "relu", eps: float = 1e-5) -> None:
         super().__init__()
         self.self_attn = MultiHeadAttention(dim=dim, num_heads=num_heads)
-        self.attn_block = AddNorm(dim=dim, dropout=dropout, norm_first=norm_first)
+        self.attn_block = AddNorm(dim=dim, dropout=dropout, norm_first=norm_first, eps=eps)
         self.ffn = FeedForward(dim=dim, ffn_dim=ffn_dim, dropout=dropout, activation=activation)
-        self.ffn_block = AddNorm(dim=dim, dropout=dropout, norm_first=norm_first)
+        self.ffn_block = AddNorm(dim=dim, dropout=dropout, norm_first=norm_first, eps=eps)
 
     def forward(self, x: torch.Tensor, *, mask: torch.Tensor | None = None, need_weights: bool = False):
         """x: (B, S, D); mask: bool broadcastable to (B, H, S, S), e.g. a (B, 1, 1, S) padding mask.
@@ -276,14 +278,14 @@ class DecoderLayer(nn.Module):
     """
 
     def __init__(self, *, dim: int, num_heads: int, ffn_dim: int, dropout: float = 0.1,
-                 norm_first: bool = False, activation: str = "relu") -> None:
+                 norm_first: bool = False, activation: str = "relu", eps: float = 1e-5) -> None:
         super().__init__()
         self.self_attn = MultiHeadAttention(dim=dim, num_heads=num_heads)
-        self.self_attn_block = AddNorm(dim=dim, dropout=dropout, norm_first=norm_first)
+        self.self_attn_block = AddNorm(dim=dim, dropout=dropout, norm_first=norm_first, eps=eps)
         self.cross_attn = MultiHeadAttention(dim=dim, num_heads=num_heads)
-        self.cross_attn_block = AddNorm(dim=dim, dropout=dropout, norm_first=norm_first)
+        self.cross_attn_block = AddNorm(dim=dim, dropout=dropout, norm_first=norm_first, eps=eps)
         self.ffn = FeedForward(dim=dim, ffn_dim=ffn_dim, dropout=dropout, activation=activation)
-        self.ffn_block = AddNorm(dim=dim, dropout=dropout, norm_first=norm_first)
+        self.ffn_block = AddNorm(dim=dim, dropout=dropout, norm_first=norm_first, eps=eps)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor, *, tgt_mask: torch.Tensor | None = None,
                 memory_mask: torch.Tensor | None = None, need_weights: bool = False):

@@ -4,29 +4,44 @@ Dosovitskiy et al. (2021), "An image is worth 16x16 words", bottom-up as the fil
 
 * :func:`patchify` / :func:`unpatchify`: an image (C, Hi, Wi) cut into N = Hi Wi / P^2 patches of
   P x P pixels, each flattened to P * P * C numbers (and back);
-* :class:`PatchEmbedding`: the linear projection of every flattened patch to width D, computed as a
-  convolution with kernel = stride = P (the same thing: see the tests);
+* :func:`embed_patches` and :class:`PatchEmbedding`: the linear projection of every flattened patch
+  to width D, written as a matrix product (the teaching path) and computed as a convolution with
+  kernel = stride = P (the fast path); :func:`conv_weight_to_linear` turns the convolution's weight
+  into the matrix, and the tests prove the two equal;
 * :func:`sincos_2d_positions`: the fixed 2-D sine-cosine position table that MAE uses, the option
   beside learned position embeddings;
 * :class:`ViT`: a CLS token and position embeddings, the pre-norm encoder blocks of chapter 3
   (:class:`attnlab.transformer.EncoderLayer` with ``norm_first=True, activation="gelu"``), a final
-  LayerNorm and a linear head on the CLS token.
+  LayerNorm and a linear head on the CLS token;
+* :func:`torchvision_state_dict` / :func:`package_state_dict` rename the weights of
+  ``torchvision.models.VisionTransformer`` into this module's and back; :func:`vit_to_torchvision`
+  and :func:`vit_from_torchvision` build the other model with the same weights (the tests prove
+  both compute the same function);
+* reading a trained ViT: :func:`attention_rollout` (Abnar & Zuidema, 2020) and
+  :func:`mean_attention_distance` (the ViT paper's figure 7), with :func:`patch_distances`.
 
 The encoder blocks are chapter 3's, not a copy: every vision chapter (SETR, MAE, CLIP) reuses this
 module's pieces. Simplifications with respect to the paper: no hybrid (CNN-feature) input, no
 representation layer before the head, no fine-tuning at higher resolution (no position-embedding
-interpolation).
+interpolation). The LayerNorms' epsilon is torch's default, 1e-5, unless ``eps`` says otherwise
+(torchvision's ViT, like the paper's code, uses 1e-6; the converters carry it over).
 """
 
 from __future__ import annotations
 
+import re
+from typing import Sequence
+
 import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
 from .transformer import EncoderLayer, LayerNorm
 
-__all__ = ["patchify", "unpatchify", "PatchEmbedding", "sincos_2d_positions", "ViT"]
+__all__ = ["patchify", "unpatchify", "conv_weight_to_linear", "embed_patches", "PatchEmbedding",
+           "sincos_2d_positions", "ViT", "torchvision_state_dict", "package_state_dict", "vit_to_torchvision",
+           "vit_from_torchvision", "attention_rollout", "patch_distances", "mean_attention_distance"]
 
 
 def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -48,8 +63,37 @@ def unpatchify(patches: torch.Tensor, patch_size: int, *, image_size: tuple[int,
                      wp=W // patch_size, p1=patch_size, p2=patch_size, c=channels)
 
 
+def conv_weight_to_linear(weight: torch.Tensor) -> torch.Tensor:
+    """A patch convolution's weight (D, C, P, P) as the (D, P * P * C) matrix of :func:`embed_patches`.
+
+    The convolution multiplies channel c of pixel (i, j) of a patch by ``weight[:, c, i, j]``;
+    :func:`patchify` puts that pixel's channel at position (i P + j) C + c of the flattened patch,
+    so the columns are reordered (C, P, P) -> (P, P, C) before flattening.
+    """
+    return rearrange(weight, "d c p1 p2 -> d (p1 p2 c)")
+
+
+def embed_patches(images: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                  patch_size: int) -> torch.Tensor:
+    """The patch embedding as the paper writes it, x_p E: flatten every patch, one matrix product.
+
+    Args:
+        images: (B, C, Hi, Wi); weight: (D, P * P * C), the matrix E transposed, columns in
+        :func:`patchify`'s order; bias: (D,) or ``None``; patch_size: P.
+
+    Returns:
+        (B, N, D), the same numbers as a Conv2d with kernel = stride = P and weight W whenever
+        ``weight = conv_weight_to_linear(W)`` (:class:`PatchEmbedding`; the tests prove it).
+    """
+    return F.linear(patchify(images, patch_size), weight, bias)              # (B, N, PPC) @ (PPC, D) -> (B, N, D)
+
+
 class PatchEmbedding(nn.Module):
     """Flattened patches times a (P P C, D) matrix, computed as a Conv2d with kernel = stride = P.
+
+    The convolution visits each patch once (stride = kernel) and takes one dot product per output
+    channel with all its P x P x C numbers: exactly :func:`embed_patches` with
+    ``conv_weight_to_linear(proj.weight)``, in one fused kernel.
 
     Args:
         image_size: Hi = Wi; patch_size: P; in_channels: C; dim: D.
@@ -97,11 +141,12 @@ class ViT(nn.Module):
         dropout: inside the blocks and on the embedded tokens.
         class_token: prepend a learned CLS token and classify from it (else: mean of the patches).
         positions: ``"learned"`` (the paper) or ``"sincos"`` (a fixed 2-D table, as MAE).
+        eps: the LayerNorms' epsilon (1e-6 in torchvision's ViT and the paper's code).
     """
 
     def __init__(self, *, image_size: int, patch_size: int, num_classes: int, dim: int, depth: int,
                  num_heads: int, ffn_dim: int | None = None, in_channels: int = 3, dropout: float = 0.0,
-                 class_token: bool = True, positions: str = "learned") -> None:
+                 class_token: bool = True, positions: str = "learned", eps: float = 1e-5) -> None:
         super().__init__()
         if positions not in ("learned", "sincos"):
             raise ValueError(f"positions must be 'learned' or 'sincos', got {positions!r}")
@@ -117,9 +162,9 @@ class ViT(nn.Module):
             self.register_buffer("pos_embed", table[None], persistent=False)
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList([EncoderLayer(dim=dim, num_heads=num_heads, ffn_dim=ffn_dim or 4 * dim,
-                                                  dropout=dropout, norm_first=True, activation="gelu")
+                                                  dropout=dropout, norm_first=True, activation="gelu", eps=eps)
                                      for _ in range(depth)])
-        self.norm = LayerNorm(dim=dim)
+        self.norm = LayerNorm(dim=dim, eps=eps)
         self.head = nn.Linear(dim, num_classes) if num_classes else nn.Identity()
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
@@ -152,3 +197,165 @@ class ViT(nn.Module):
     def grid_size(self) -> int:
         return self.patch_embed.grid_size
 
+
+
+
+# ------------------------------------------------------------------ torchvision's weights and back
+# (this module's name, torchvision's name) of every weight outside the attention's projections, which
+# torchvision stacks into one in_proj (3D, D) and this package keeps apart (q_proj, k_proj, v_proj).
+# {i}: a block's number; {w}: weight or bias.
+_NAMES = [
+    ("cls_token", "class_token"),
+    ("patch_embed.proj.{w}", "conv_proj.{w}"),
+    ("pos_embed", "encoder.pos_embedding"),
+    ("blocks.{i}.attn_block.norm.{w}", "encoder.layers.encoder_layer_{i}.ln_1.{w}"),
+    ("blocks.{i}.self_attn.out_proj.{w}", "encoder.layers.encoder_layer_{i}.self_attention.out_proj.{w}"),
+    ("blocks.{i}.ffn_block.norm.{w}", "encoder.layers.encoder_layer_{i}.ln_2.{w}"),
+    ("blocks.{i}.ffn.linear1.{w}", "encoder.layers.encoder_layer_{i}.mlp.0.{w}"),
+    ("blocks.{i}.ffn.linear2.{w}", "encoder.layers.encoder_layer_{i}.mlp.3.{w}"),
+    ("norm.{w}", "encoder.ln.{w}"),
+    ("head.{w}", "heads.head.{w}"),
+]
+_OURS_QKV = "blocks.{i}.self_attn.{c}_proj.{w}"
+_THEIRS_QKV = "encoder.layers.encoder_layer_{i}.self_attention.in_proj_{w}"
+
+
+def _pattern(template: str) -> re.Pattern:
+    """A name template (``blocks.{i}.ffn.{w}``) as a regular expression with groups i, c and w."""
+    groups = {"i": r"(?P<i>\d+)", "c": r"(?P<c>[qkv])", "w": r"(?P<w>weight|bias)"}
+    return re.compile(re.sub(r"\\\{(\w)\\\}", lambda m: groups[m[1]], re.escape(template)))
+
+
+def _rename(state: dict[str, torch.Tensor], pairs: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
+    """Each key matching the first template of a pair, renamed to the second; any other key is an error."""
+    out = {}
+    for key, value in state.items():
+        for source, target in pairs:
+            match = _pattern(source).fullmatch(key)
+            if match:
+                out[target.format(**match.groupdict())] = value
+                break
+        else:
+            raise KeyError(f"{key!r} has no counterpart (only the plain ViT is covered: a CLS token, learned "
+                           "positions, a linear head; no representation layer, no convolutional stem)")
+    return out
+
+
+def package_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A ``torchvision.models.VisionTransformer`` state dict in the names of :class:`ViT`.
+
+    Each block's ``in_proj_weight`` (3D, D) is cut into the ``q_proj``, ``k_proj`` and ``v_proj``
+    weights (D, D) of :class:`attnlab.attention.MultiHeadAttention` (likewise the bias); the MLP's
+    ``mlp.0`` and ``mlp.3`` become ``ffn.linear1`` and ``ffn.linear2``; ``ln_1`` and ``ln_2`` the
+    norms of the two Add & Norm blocks.
+    """
+    stacked, theirs_qkv = {}, _pattern(_THEIRS_QKV)
+    for key, value in state.items():
+        match = theirs_qkv.fullmatch(key)
+        if match:                                                            # (3D, ...) -> three (D, ...)
+            for c, part in zip("qkv", value.chunk(3)):
+                stacked[_OURS_QKV.format(c=c, **match.groupdict())] = part
+    rest = {k: v for k, v in state.items() if not theirs_qkv.fullmatch(k)}
+    return {**_rename(rest, [(theirs, ours) for ours, theirs in _NAMES]), **stacked}
+
+
+def torchvision_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The other way: a :class:`ViT` state dict (a CLS token, learned positions, a head) in torchvision's names."""
+    stacked, ours_qkv = {}, _pattern(_OURS_QKV)
+    for key in state:
+        match = ours_qkv.fullmatch(key)
+        if match and match["c"] == "q":                                      # k and v join q's entry
+            i, w = match["i"], match["w"]
+            stacked[_THEIRS_QKV.format(i=i, w=w)] = torch.cat([state[_OURS_QKV.format(i=i, c=c, w=w)] for c in "qkv"])
+    rest = {k: v for k, v in state.items() if not ours_qkv.fullmatch(k)}
+    return {**_rename(rest, _NAMES), **stacked}
+
+
+def vit_to_torchvision(vit: ViT):
+    """A ``torchvision.models.VisionTransformer`` with the sizes and the weights of ``vit`` (its dtype,
+    device and train/eval mode too). ``vit`` must have a CLS token, learned positions and a head."""
+    from torchvision.models import VisionTransformer                        # imported when asked for
+
+    block = vit.blocks[0]
+    if vit.cls_token is None or not isinstance(vit.pos_embed, nn.Parameter) or isinstance(vit.head, nn.Identity):
+        raise ValueError("torchvision's ViT has a CLS token, learned positions and a head: so must vit")
+    ref = VisionTransformer(image_size=vit.grid_size * vit.patch_embed.patch_size, patch_size=vit.patch_embed.patch_size,
+                            num_layers=len(vit.blocks), num_heads=block.self_attn.num_heads, hidden_dim=block.self_attn.dim,
+                            mlp_dim=block.ffn.linear1.out_features, dropout=block.attn_block.dropout.p,
+                            num_classes=vit.head.out_features, norm_layer=lambda d: nn.LayerNorm(d, eps=vit.norm.eps))
+    p = next(vit.parameters())
+    ref = ref.to(device=p.device, dtype=p.dtype)
+    ref.load_state_dict(torchvision_state_dict(vit.state_dict()))
+    return ref.train(vit.training)
+
+
+def vit_from_torchvision(model) -> ViT:
+    """A :class:`ViT` with the sizes and the weights of a ``torchvision.models.VisionTransformer``."""
+    block = model.encoder.layers[0]
+    vit = ViT(image_size=model.image_size, patch_size=model.patch_size, num_classes=model.heads.head.out_features,
+              dim=model.hidden_dim, depth=len(model.encoder.layers), num_heads=block.num_heads, ffn_dim=model.mlp_dim,
+              dropout=model.dropout, eps=model.encoder.ln.eps)
+    p = next(model.parameters())
+    vit = vit.to(device=p.device, dtype=p.dtype)
+    vit.load_state_dict(package_state_dict(model.state_dict()))
+    return vit.train(model.training)
+
+
+# ----------------------------------------------------------------------- reading a trained ViT
+def attention_rollout(weights: Sequence[torch.Tensor], *, residual: float = 0.5) -> torch.Tensor:
+    """Attention rollout (Abnar & Zuidema, 2020): how much each input token flows into each output token.
+
+    Each layer's attention is averaged over its heads and mixed with the identity, for the residual
+    connection around it: A_l = (1 - residual) mean_h W_l + residual I, rows renormalised to sum to
+    one. The layers are then chained, first layer on the right: R = A_L ... A_2 A_1.
+
+    Args:
+        weights: one (B, H, T, T) tensor per layer, first layer first (``forward_features(...,
+            need_weights=True)`` returns them); residual: the identity's share (0.5 in the paper).
+
+    Returns:
+        (B, T, T): row t is how token t at the output is made of the input tokens. Row 0 (the CLS
+        token), without its own column and reshaped to (Hp, Wp), is the usual rollout map.
+    """
+    B, _, T, _ = weights[0].shape
+    eye = torch.eye(T, dtype=weights[0].dtype, device=weights[0].device)
+    rollout = eye.expand(B, T, T)                                            # (B, T, T): no layer yet
+    for w in weights:
+        a = (1 - residual) * w.mean(dim=1) + residual * eye                  # (B, T, T), heads averaged
+        a = a / a.sum(dim=-1, keepdim=True)
+        rollout = a @ rollout                                                # this layer after the earlier ones
+    return rollout
+
+
+def patch_distances(grid_size: int, patch_size: int) -> torch.Tensor:
+    """(N, N) float32: the distance in pixels between the centres of patches i and j (row-major order)."""
+    rows, cols = torch.meshgrid(torch.arange(grid_size), torch.arange(grid_size), indexing="ij")
+    centres = torch.stack([rows.flatten(), cols.flatten()], dim=1).float() * patch_size    # (N, 2)
+    return torch.cdist(centres, centres)                                     # (N, N)
+
+
+def mean_attention_distance(weights: Sequence[torch.Tensor], *, grid_size: int, patch_size: int,
+                            class_token: bool = True) -> torch.Tensor:
+    """The ViT paper's "attention distance" (its figure 7): per layer and head, the mean distance in
+    pixels between a patch and the patches it attends to, weighted by the attention.
+
+    For each patch query the weights on the patch keys are renormalised to sum to one (the CLS
+    token, which has no place in the image, is left out), the distances are averaged with them, and
+    the result is averaged over the queries and the images of the batch.
+
+    Args:
+        weights: one (B, H, T, T) tensor per layer; grid_size: Hp = Wp; patch_size: P;
+        class_token: whether token 0 is a CLS token (then T = 1 + N).
+
+    Returns:
+        (L, H) float: one mean distance per layer and head.
+    """
+    distances = patch_distances(grid_size, patch_size).to(weights[0].device)               # (N, N)
+    first = int(class_token)
+    out = []
+    for w in weights:
+        patches = w[:, :, first:, first:]                                    # (B, H, N, N) patch -> patch
+        patches = patches / patches.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+        per_query = (patches * distances.to(patches.dtype)).sum(dim=-1)      # (B, H, N)
+        out.append(per_query.mean(dim=(0, 2)))                               # (H,)
+    return torch.stack(out)                                                  # (L, H)
