@@ -62,7 +62,13 @@ def _run_exec(src: Path, tmp: str, profile: str, timeout: int) -> None:
     script = ("import json, sys; from attnlab.course.cellrunner import run_cells; "
               "errors = run_cells(json.load(open('cells.json'))); bad = [e for e in errors if e]; "
               "print(bad[0] if bad else 'ok', file=sys.stderr); sys.exit(1 if bad else 0)")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp, timeout=timeout, env={**os.environ, "MPLBACKEND": "Agg"})
+    import attnlab
+
+    # the package this process imported, also where it is not installed (PYTHONPATH=src, relative to the course)
+    package_root = str(Path(attnlab.__file__).resolve().parents[1])
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp, timeout=timeout,
+                          env={**os.environ, "MPLBACKEND": "Agg", "PYTHONPATH": path})
     if proc.returncode != 0:
         raise RuntimeError(f"{src.name}: a cell failed in the {profile} profile (see the message above)")
 
