@@ -1,0 +1,105 @@
+"""attnlab.setr: the model is chapter 4's ViT (every patch token) with a naive or a progressive-upsampling
+head; mean IoU against hand-computed cases and scikit-learn's jaccard_score."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from einops import rearrange
+from sklearn.metrics import jaccard_score
+
+from attnlab import setr as S
+from attnlab.data.scenes import make_scenes, preset
+from attnlab.data.tokens import IGNORE_INDEX
+from attnlab.vit import ViT
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.mark.parametrize("head", ["pup", "naive"])
+def test_setr_is_the_vit_encoder_and_a_head_back_to_pixels(head):
+    torch.manual_seed(0)
+    model = S.SETR(num_classes=4, image_size=32, patch_size=8, dim=32, depth=2, num_heads=4, head=head).eval()
+    assert isinstance(model.encoder, ViT) and model.encoder.cls_token is None
+    assert isinstance(model.encoder.head, torch.nn.Identity)
+    images = torch.rand(2, 3, 32, 32, generator=_gen(1))
+    with torch.no_grad():
+        scores = model(images)
+        tokens = model.encoder.forward_features(images)                     # (2, 16, 32): one token per patch
+        manual = model.decoder(rearrange(tokens, "b (h w) d -> b d h w", h=4))
+    assert scores.shape == (2, 4, 32, 32) and tokens.shape == (2, 16, 32)
+    torch.testing.assert_close(scores, manual)
+
+
+def test_pup_upsamples_in_log2_p_stages_and_naive_in_one_jump():
+    grid = torch.randn(2, 16, 4, 4, generator=_gen(2))
+    pup = S.PUPHead(dim=16, channels=8, num_classes=3, scale=8).eval()
+    assert len(pup.stages) == 3
+    sizes, x = [], grid
+    for stage in pup.stages:
+        x = stage(x)
+        sizes.append(x.shape[-1])
+    assert sizes == [8, 16, 32] and pup(grid).shape == (2, 3, 32, 32)
+    with pytest.raises(ValueError, match="power of 2"):
+        S.PUPHead(dim=16, channels=8, num_classes=3, scale=6)
+    naive = S.NaiveHead(dim=16, channels=8, num_classes=3, scale=8).eval()
+    with torch.no_grad():
+        expected = F.interpolate(naive.classify(grid), size=(32, 32), mode="bilinear", align_corners=False)
+        torch.testing.assert_close(naive(grid), expected)
+
+
+def test_class_iou_of_hand_made_maps():
+    target = torch.tensor([[0, 0, 1, 1],
+                           [0, 0, 1, 1],
+                           [2, 2, 2, 2]])
+    pred = torch.tensor([[0, 1, 1, 1],
+                         [0, 0, 1, 1],
+                         [2, 2, 0, 2]])
+    # class 0: 3 common pixels, 4 true + 4 predicted -> 3 / 5; class 1: 4 / 5; class 2: 3 / 4; class 3: absent
+    iou = S.class_iou(pred, target, num_classes=4)
+    torch.testing.assert_close(iou[:3], torch.tensor([3 / 5, 4 / 5, 3 / 4], dtype=torch.float64))
+    assert math.isnan(iou[3])
+    assert S.mean_iou(pred, target, num_classes=4) == pytest.approx((3 / 5 + 4 / 5 + 3 / 4) / 3)
+    # a class only predicted counts (IoU 0); an ignored pixel counts for nothing
+    assert S.class_iou(torch.tensor([3]), torch.tensor([1]), num_classes=4)[3] == 0
+    ignored = target.clone()
+    ignored[0, 1] = IGNORE_INDEX                                             # the one wrong pixel of class 0
+    assert S.class_iou(pred, ignored, num_classes=4)[0] == pytest.approx(3 / 4)
+    assert S.mean_iou(target, target, num_classes=4) == 1.0
+
+
+def test_class_iou_equals_scikit_learn_over_a_set_of_images():
+    g = _gen(3)
+    target = torch.randint(0, 5, (6, 16, 16), generator=g)
+    pred = torch.where(torch.rand(6, 16, 16, generator=g) < 0.7, target, torch.randint(0, 5, (6, 16, 16), generator=g))
+    reference = jaccard_score(target.flatten().numpy(), pred.flatten().numpy(), labels=list(range(5)), average=None)
+    torch.testing.assert_close(S.class_iou(pred, target, num_classes=5), torch.tensor(reference))
+    assert S.mean_iou(pred, target, num_classes=5) == pytest.approx(
+        jaccard_score(target.flatten().numpy(), pred.flatten().numpy(), average="macro"))
+    per_image = sum(S.mean_iou(pred[i], target[i], num_classes=5) for i in range(6)) / 6
+    assert per_image != pytest.approx(S.mean_iou(pred, target, num_classes=5), abs=1e-6)   # pooled, not averaged
+
+
+def test_setr_learns_a_fixed_batch():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                                                 # tiny model: one thread is fastest
+    try:
+        torch.manual_seed(0)
+        config = preset("easy", size=32, num_objects=(1, 2), scale=(0.3, 0.5), shapes=("circle", "square", "triangle"))
+        scenes = make_scenes(8, generator=_gen(4), config=config)
+        model = S.SETR(num_classes=4, image_size=32, patch_size=4, dim=32, depth=1, num_heads=4, channels=16)
+        opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+        before = S.mean_iou(model(scenes.images).argmax(1), scenes.masks, num_classes=4)
+        for _ in range(30):
+            loss = F.cross_entropy(model(scenes.images), scenes.masks)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        model.eval()
+        after = S.mean_iou(model(scenes.images).argmax(1), scenes.masks, num_classes=4)
+    finally:
+        torch.set_num_threads(threads)
+    assert after > before + 0.2, (before, after)
