@@ -207,6 +207,11 @@ def test_detr_outputs_and_parallel_decoding():
         shuffled = model(images)
     torch.testing.assert_close(shuffled["pred_logits"], out["pred_logits"][:, perm], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(shuffled["pred_boxes"], out["pred_boxes"][:, perm], rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        weighed = model(images, need_weights=True)
+    assert weighed["cross_weights"].shape == (2, 4, 5, 64)                    # (B, H, N_q, N): an 8 x 8 feature map
+    torch.testing.assert_close(weighed["cross_weights"].sum(-1), torch.ones(2, 4, 5))
+    torch.testing.assert_close(weighed["pred_boxes"], shuffled["pred_boxes"])  # the weights change nothing
     scores, classes, boxes = D.detections(out)
     assert scores.shape == classes.shape == (2, 5) and classes.max() < 3 and (scores <= 1).all()
 

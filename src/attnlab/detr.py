@@ -272,19 +272,27 @@ class DETR(nn.Module):
         tokens = rearrange(features, "b d hp wp -> b (hp wp) d")               # (B, N, D), row-major
         return self.encoder(tokens + self.pos_embed)                           # (B, N, D)
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, *, need_weights: bool = False) -> dict[str, torch.Tensor]:
         """images (B, 3, Hi, Wi) -> ``{"pred_logits": (B, N_q, Y + 1), "pred_boxes": (B, N_q, 4),
         "aux_logits": (L - 1, B, N_q, Y + 1), "aux_boxes": (L - 1, B, N_q, 4)}``, boxes (cx, cy, w, h)
-        in (0, 1); ``aux_*`` are the earlier decoder layers' predictions, through the same heads."""
+        in (0, 1); ``aux_*`` are the earlier decoder layers' predictions, through the same heads.
+        With ``need_weights``, also ``"cross_weights"``: the last decoder layer's cross-attention,
+        (B, H, N_q, N), where each query looks in the feature map (N = Hp Wp cells, row-major)."""
         memory = self.encode(images)                                           # (B, N, D)
         x = self.query_embed.expand(images.shape[0], -1, -1)                   # (B, N_q, D)
-        states = []
+        states, cross = [], None
         for layer in self.decoder.layers:                                      # no tgt_mask: parallel decoding
-            x = layer(x, memory)                                               # (B, N_q, D)
+            if need_weights:
+                x, (_, cross) = layer(x, memory, need_weights=True)            # cross: (B, H, N_q, N)
+            else:
+                x = layer(x, memory)                                           # (B, N_q, D)
             states.append(self.decoder.norm(x))
         h = torch.stack(states)                                                # (L, B, N_q, D)
         logits, boxes = self.class_head(h), self.box_head(h).sigmoid()         # (L, B, N_q, Y + 1), (L, B, N_q, 4)
-        return {"pred_logits": logits[-1], "pred_boxes": boxes[-1], "aux_logits": logits[:-1], "aux_boxes": boxes[:-1]}
+        out = {"pred_logits": logits[-1], "pred_boxes": boxes[-1], "aux_logits": logits[:-1], "aux_boxes": boxes[:-1]}
+        if need_weights:
+            out["cross_weights"] = cross
+        return out
 
 
 @torch.no_grad()
