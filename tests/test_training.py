@@ -64,6 +64,21 @@ def test_train_reduces_the_loss_of_a_linear_regression(clean_env):
     assert not model.training
 
 
+def test_train_records_the_loss_of_every_step_although_it_reads_them_in_blocks(clean_env):
+    clean_env.setenv("ATTNLAB_PROGRESS", "off")
+    x = torch.randn(16, 2, generator=torch.Generator().manual_seed(1))
+    model = torch.nn.Linear(2, 1)
+    seen = []
+
+    def loss_fn(m, batch):
+        loss = (m(batch[0]) ** 2).mean()
+        seen.append(loss.item())
+        return loss
+
+    history = training.train(model, lambda: [(x,)], loss_fn, steps=23, lr=0.01, clip_grad=None)
+    assert history.step == list(range(23)) and history.loss == pytest.approx(seen)   # 23: not a multiple of 10
+
+
 def test_train_rejects_zero_steps():
     with pytest.raises(ValueError, match="steps"):
         training.train(torch.nn.Linear(1, 1), lambda: [], lambda m, b: None, steps=0)
