@@ -23,6 +23,15 @@ def test_count_flops_of_a_matrix_product_and_its_backward():
     assert count_flops(lin, x, backward=True) == 3 * 2 * 8 * 16 * 4
 
 
+def test_count_flops_counts_the_fused_attention_of_the_cpu_like_the_teaching_path():
+    q = torch.randn(2, 3, 10, 8, requires_grad=True)
+    products = 2 * (2 * 2 * 3 * 10 * 10 * 8)                # Q K^T and A V: 2 FLOPs per multiply-add
+    assert count_flops(fast_attention, q, q, q) == count_flops(lambda *a: scaled_dot_product_attention(*a)[0], q, q, q)
+    assert count_flops(fast_attention, q, q, q) == products
+    # backward: dV, dP, dQ, dK and the scores computed again (the kernel keeps no T x T matrix): 5 products
+    assert count_flops(fast_attention, q, q, q, backward=True) == products + 5 * products // 2
+
+
 def test_peak_memory_sees_the_attention_matrix_and_not_the_inputs():
     t, d = 256, 16
     q = torch.randn(1, 1, t, d)

@@ -2,7 +2,10 @@
 
 * :func:`count_parameters` counts what ``torch`` allocated; :func:`count_flops` counts the floating-
   point operations of one forward pass with PyTorch's ``FlopCounterMode`` (a multiply-add is 2 FLOPs;
-  matrix products, convolutions and fused attention are counted, element-wise work is not).
+  matrix products, convolutions and fused attention are counted, element-wise work is not). PyTorch's
+  counter knows the GPU attention kernels only; the CPU kernel that ``scaled_dot_product_attention``
+  runs here is given the same formula (:data:`_CPU_ATTENTION`), so the count does not depend on the
+  device.
 * :func:`peak_memory` is the largest number of bytes held by tensors *created during* a call: on a
   CUDA device from the caching allocator's statistics, elsewhere (CPU, meta) by following every
   tensor an operator returns until it is freed. The second way needs no allocator hooks, so it gives
@@ -25,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 
 __all__ = ["count_parameters", "count_flops", "peak_memory", "time_call"]
 
@@ -35,13 +38,28 @@ def count_parameters(module: nn.Module, *, trainable_only: bool = True) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
+def _cpu_attention_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_flop_count(query, key, value)                      # shapes (B, H, T, Dh), as on a GPU
+
+
+def _cpu_attention_backward_flops(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+    return sdpa_backward_flop_count(grad_out, query, key, value)
+
+
+# the fused attention kernel of the CPU, which torch's FlopCounterMode does not count
+_CPU_ATTENTION = {op: formula for name, formula in (
+    ("_scaled_dot_product_flash_attention_for_cpu", _cpu_attention_flops),
+    ("_scaled_dot_product_flash_attention_for_cpu_backward", _cpu_attention_backward_flops))
+    if (op := getattr(torch.ops.aten, name, None)) is not None}
+
+
 def count_flops(fn: nn.Module | Callable[..., Any], *args: Any, backward: bool = False, **kwargs: Any) -> int:
     """FLOPs of ``fn(*args, **kwargs)``, counted by ``FlopCounterMode``.
 
     ``fn`` is a module or any callable (``count_flops(model, x)``). With ``backward=True`` the
     result must be a tensor; its ``.sum().backward()`` is counted too (forward + backward).
     """
-    counter = FlopCounterMode(display=False)
+    counter = FlopCounterMode(display=False, custom_mapping=_CPU_ATTENTION)
     with counter:
         if backward:
             fn(*args, **kwargs).sum().backward()
