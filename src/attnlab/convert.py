@@ -12,6 +12,13 @@ with a LayerNorm; a post-norm stack (the paper's) has none, so the copy of a pos
 
 Differences that only dropout shows (so equality is checked with dropout 0): torch also applies
 dropout to the attention weights; this package does not (neither does the paper).
+
+Chapter 6: :func:`swin_to_torchvision` and :func:`swin_from_torchvision` copy a
+:class:`attnlab.swin.SwinTransformer` into ``torchvision.models.SwinTransformer`` (what
+``torchvision.models.swin_t`` builds) and back. torchvision keeps everything in one ``features``
+sequence: ``features.0`` the patch embedding and its norm, ``features.{2i+1}`` the blocks of stage i,
+``features.{2i}`` the patch merging before it; a block's ``norm1``, ``attn.proj``, ``mlp.0`` and
+``mlp.3`` are our ``attn_block.norm``, ``attn.out_proj``, ``ffn.linear1`` and ``ffn.linear2``.
 """
 
 from __future__ import annotations
@@ -23,10 +30,12 @@ import torch
 from torch import nn
 
 from .attention import MultiHeadAttention
+from .swin import SwinTransformer
 from .transformer import AddNorm, DecoderLayer, EncoderLayer, Transformer
 
 __all__ = ["mha_to_torch", "encoder_layer_to_torch", "decoder_layer_to_torch", "transformer_to_torch",
-           "torch_state_dict", "package_state_dict"]
+           "torch_state_dict", "package_state_dict", "swin_state_dict_names", "swin_to_torchvision",
+           "swin_from_torchvision"]
 
 
 # our names -> torch's, besides q/k/v and cross_attn (torch_state_dict handles those)
@@ -135,3 +144,83 @@ def package_state_dict(state: dict[str, torch.Tensor], *, decoder: bool = False)
             key = "ffn." + key                                               # the FFN's two layers
         out[key] = value
     return out
+
+
+# ------------------------------------------------------------------------------ Swin (chapter 6)
+_SWIN_BLOCK_NAMES = {"attn_block.norm.": "norm1.", "ffn_block.norm.": "norm2.", "attn.out_proj.": "attn.proj.",
+                     "attn.relative_position_bias.table": "attn.relative_position_bias_table",
+                     "ffn.linear1.": "mlp.0.", "ffn.linear2.": "mlp.3."}
+
+
+def _swin_key(key: str) -> str:
+    """One key of our Swin's state dict in torchvision's name."""
+    block = re.fullmatch(r"stages\.(\d+)\.blocks\.(\d+)\.(.*)", key)              # stage i, block j, the rest
+    if block:
+        rest = next((theirs + block[3][len(ours):] for ours, theirs in _SWIN_BLOCK_NAMES.items()
+                     if block[3].startswith(ours)), block[3])
+        return f"features.{2 * int(block[1]) + 1}.{block[2]}.{rest}"
+    merge = re.fullmatch(r"stages\.(\d+)\.merge\.(.*)", key)
+    if merge:
+        return f"features.{2 * int(merge[1])}.{merge[2]}"
+    for ours, theirs in (("patch_embed.proj.", "features.0.0."), ("patch_norm.", "features.0.2.")):
+        if key.startswith(ours):
+            return theirs + key[len(ours):]
+    return key                                                                      # norm.*, head.*
+
+
+def swin_state_dict_names(model: SwinTransformer) -> dict[str, str]:
+    """Our state-dict key -> torchvision's, for every key of ``model``."""
+    return {key: _swin_key(key) for key in model.state_dict()}
+
+
+def _swin_sizes(ref: nn.Module) -> dict:
+    """The constructor arguments of our SwinTransformer that rebuild torchvision's ``ref``."""
+    stages = [ref.features[i] for i in range(1, len(ref.features), 2)]
+    dim = ref.features[0][0].out_channels
+    return dict(patch_size=ref.features[0][0].kernel_size[0], dim=dim, depths=tuple(len(s) for s in stages),
+                num_heads=tuple(s[0].attn.num_heads for s in stages), window_size=stages[0][0].attn.window_size[0],
+                ffn_ratio=stages[0][0].mlp[0].out_features / dim, num_classes=ref.head.out_features)
+
+
+def _check_same_windows(model: SwinTransformer, window_size: int) -> None:
+    for i, stage in enumerate(model.stages):
+        if stage.blocks[0].window_size != window_size:
+            raise ValueError(f"stage {i + 1}'s map {stage.blocks[0].resolution} is smaller than the window "
+                             f"{window_size}: torchvision pads it with zeros, this package shrinks the window "
+                             "(the paper's code), so the two models differ; use a larger image")
+
+
+def swin_to_torchvision(model: SwinTransformer) -> nn.Module:
+    """A ``torchvision.models.SwinTransformer`` (no stochastic depth) computing what ``model`` computes."""
+    from torchvision.models.swin_transformer import SwinTransformer as TVSwin
+
+    first = model.stages[0].blocks[0]
+    window = first.window_size
+    _check_same_windows(model, window)
+    ref = TVSwin(patch_size=[model.patch_embed.patch_size] * 2, embed_dim=model.patch_embed.proj.out_channels,
+                 depths=[len(s.blocks) for s in model.stages], num_heads=[s.blocks[0].attn.num_heads for s in model.stages],
+                 window_size=[window, window], mlp_ratio=first.ffn.linear1.out_features / first.ffn.linear1.in_features,
+                 stochastic_depth_prob=0.0, num_classes=model.head.out_features)
+    names = swin_state_dict_names(model)
+    state = {names[k]: v for k, v in model.state_dict().items()}
+    for i, stage in enumerate(model.stages):                                        # torchvision saves its index
+        for j, block in enumerate(stage.blocks):
+            state[f"features.{2 * i + 1}.{j}.attn.relative_position_index"] = block.attn.relative_position_bias.index.flatten()
+    return _like(ref, model, state)
+
+
+def swin_from_torchvision(ref: nn.Module, *, image_size: int) -> SwinTransformer:
+    """The package's :class:`~attnlab.swin.SwinTransformer` with the weights of torchvision's ``ref``
+    (e.g. ``torchvision.models.swin_t()``), for ``image_size`` x ``image_size`` images.
+
+    Raises ValueError where the two would differ: a stage map smaller than the window (see
+    :func:`_check_same_windows`) or not a multiple of it.
+    """
+    sizes = _swin_sizes(ref)
+    model = SwinTransformer(image_size=image_size, **sizes)
+    _check_same_windows(model, sizes["window_size"])
+    theirs = ref.state_dict()
+    names = swin_state_dict_names(model)
+    model.load_state_dict({ours: theirs[tv] for ours, tv in names.items()})
+    p = next(ref.parameters())
+    return model.to(device=p.device, dtype=p.dtype).train(ref.training)
