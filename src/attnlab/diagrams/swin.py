@@ -9,11 +9,11 @@ import numpy as np
 import torch
 from matplotlib.patches import Rectangle
 
-from ..swin import relative_position_index, shifted_window_mask
-from .core import PALETTE, Box, arrow, box, canvas, grid, group, label
+from ..swin import PatchMerging, relative_position_index, shifted_window_mask
+from .core import PALETTE, Box, arrow, box, canvas, grid, group, label, tensor_bar
 from .transformer import _sublayer
 
-__all__ = ["stages", "block_pair", "windows_over_image", "cyclic_shift_steps", "relative_positions"]
+__all__ = ["stages", "block_pair", "windows_over_image", "cyclic_shift_steps", "relative_positions", "patch_merging"]
 
 _REGION_COLOURS = ["#d0ebff", "#ffd8a8", "#d3f9d8", "#e5dbff", "#ffc9c9", "#fff3bf", "#c5f6fa", "#f1f3f5",
                    "#fcc2d7"]
@@ -104,8 +104,6 @@ def windows_over_image(image: torch.Tensor | None = None, *, patch_size: int = 4
     return fig
 
 
-
-
 def _frames(ax, xy, rows: int, edges_y, edges_x, cell: float) -> None:
     """Thick frames around the windows whose row / column edges (in tokens) are given."""
     for y0, y1 in zip(edges_y, edges_y[1:]):
@@ -179,4 +177,41 @@ def relative_positions(*, window_size: int = 3):
                  cmap="YlGnBu", text=table_text, fontsize=5.5)
     label(ax, (table.x, top + 0.4), "bias table rows: index\n(dy, dx) = offset of i from j", fontsize=8)
     arrow(ax, (idx.right[0] + 0.1, idx.y), (table.left[0] - 0.1, idx.y), text="  table[index]", text_offset=(-0.6, 0.25))
+    return fig
+
+
+def patch_merging(*, size: int = 4):
+    """Patch merging on a size x size map: each 2 x 2 group of tokens becomes one token whose 4C
+    numbers are the four neighbours side by side, in the order that :class:`attnlab.swin.PatchMerging`
+    uses (read from the module itself: a one-channel map of token numbers, seen where it enters the norm),
+    then LayerNorm and a linear map to 2C."""
+    merge, seen = PatchMerging(dim=1), {}
+    merge.norm.register_forward_hook(lambda module, inputs, output: seen.update(merged=inputs[0]))
+    numbers = torch.arange(size * size, dtype=torch.float32).view(1, size, size, 1)    # token k holds k
+    with torch.no_grad():
+        merge(numbers)
+    order = seen["merged"][0].round().long().numpy()                                    # (size/2, size/2, 4)
+    corner = ["top left", "bottom left", "top right", "bottom right"]
+    colours = ["#d0ebff", "#ffd8a8", "#d3f9d8", "#e5dbff"]
+    pos = {(0, 0): 0, (1, 0): 1, (0, 1): 2, (1, 1): 3}                                # (dy, dx) -> colour
+    cell, half = 0.6, size // 2
+    fig, ax = canvas(size * cell + 13.5, size * cell + 2.2,
+                     title=f"patch merging: a {size} x {size} x C map -> {half} x {half} x 4C -> LayerNorm -> linear -> 2C")
+    grid(ax, (0.4, 0.5), size, size, cell=cell, text=[[str(i * size + j) for j in range(size)] for i in range(size)],
+         colors=[[colours[pos[(i % 2, j % 2)]] for j in range(size)] for i in range(size)])
+    label(ax, (0.4 + size * cell / 2, size * cell + 0.9), f"(Hi, Wi, C) = ({size}, {size}, C)", fontsize=8)
+    x = size * cell + 1.6
+    arrow(ax, (x - 1.0, 0.5 + size * cell / 2), (x - 0.2, 0.5 + size * cell / 2))
+    bar_cell = 0.55
+    for r in range(half):
+        for c in range(half):
+            y = 0.5 + size * cell - (r * half + c + 1) * (size * cell / (half * half))
+            label(ax, (x + 0.3, y + 0.22), f"({r},{c})", fontsize=7, ha="left")
+            tensor_bar(ax, (x + 1.3, y), [str(v) for v in order[r, c]], cell=bar_cell, colors=colours)
+    label(ax, (x + 0.6, size * cell + 0.9), f"({half}, {half}, 4C): " + ", ".join(corner), fontsize=7.5, ha="left")
+    out = box(ax, (x + 1.3 + 4 * bar_cell + 3.2, 0.5 + size * cell / 2), "LayerNorm(4C)\nlinear 4C -> 2C\n(no bias)",
+              kind="norm", w=2.8, h=1.2)
+    arrow(ax, (x + 1.3 + 4 * bar_cell + 0.2, out.y), out.left)
+    result = box(ax, (out.right[0] + 2.0, out.y), f"({half}, {half}, 2C)", kind="output", w=2.0, h=0.7)
+    arrow(ax, out.right, result.left)
     return fig
