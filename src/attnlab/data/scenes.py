@@ -45,7 +45,7 @@ from .tokens import IGNORE_INDEX
 __all__ = [
     "SHAPES", "COLOURS", "PALETTE", "SIZES", "POSITIONS",
     "SceneConfig", "PRESETS", "preset", "Scenes", "make_scenes",
-    "SHAPE_FUNCTIONS", "rasterise", "caption",
+    "SHAPE_FUNCTIONS", "rasterise", "caption", "position_phrase",
 ]
 
 SHAPES = ("circle", "square", "triangle", "cross", "ring", "diamond")
@@ -283,11 +283,14 @@ def caption(*, shape: int, colour: int | None = None, size: int | None = None, p
     a word left as None is left out (``caption(shape=2, colour=0) == "a red triangle"``)."""
     words = [SIZES[size] if size is not None else None, COLOURS[colour] if colour is not None else None, SHAPES[shape]]
     text = "a " + " ".join(w for w in words if w)
-    if position is not None:
-        where = POSITIONS[position]
-        text += " in the centre" if where == "centre" else f" on the {where}" if where in ("left", "right") \
-            else f" at the {where}"
-    return text
+    return text if position is None else f"{text} {position_phrase(position)}"
+
+
+def position_phrase(position: int) -> str:
+    """Where an object of position id ``position`` (:data:`POSITIONS`) is, as a caption says it:
+    ``"at the top left"``, ``"on the left"``, ``"in the centre"``."""
+    where = POSITIONS[position]
+    return "in the centre" if where == "centre" else f"on the {where}" if where in ("left", "right") else f"at the {where}"
 
 
 # ------------------------------------------------------------------------------------ drawing
