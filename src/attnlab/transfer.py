@@ -1,0 +1,134 @@
+"""Transfer learning: a pre-trained encoder, a new head, a small labelled set (chapter 7, "Transfer").
+
+A network pre-trained on one task (reconstructing hidden patches, or classifying other labels) is
+reused for another: its encoder is kept, a new head is attached for the new labels, and then either
+
+* only the head is trained on frozen features: a **linear probe** (:func:`linear_probe`, on
+  features computed once by :func:`encoder_features`); or
+* the whole network is trained further, **fine-tuned** (:func:`fine_tune`), possibly with its first
+  k blocks frozen (:func:`freeze_first_blocks`): the notes' claim that early layers learn patterns
+  useful to any task and later layers specialise is tested by varying k.
+
+The encoders are :class:`attnlab.vit.ViT` s (the MAE's encoder, a ViT trained with labels, or a new
+one for training from scratch). :class:`Classifier` puts a head on one, reading the mean of its
+patch tokens (or its CLS token).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .training import History, train
+from .vit import ViT
+
+__all__ = ["Classifier", "freeze_first_blocks", "encoder_features", "linear_probe", "fine_tune", "accuracy"]
+
+
+def _pool(tokens: torch.Tensor, encoder: ViT, pool: str) -> torch.Tensor:
+    """(B, T, D) tokens after the encoder -> (B, D): the CLS token, or the mean of the patch tokens."""
+    if pool == "cls":
+        return tokens[:, 0]
+    return tokens[:, int(encoder.cls_token is not None):].mean(dim=1)
+
+
+class Classifier(nn.Module):
+    """A (pre-trained) ViT encoder with a new linear head.
+
+    Args:
+        encoder: a :class:`~attnlab.vit.ViT` (its own ``head`` is not used); num_classes: Y;
+        pool: ``"mean"`` (mean of the patch tokens) or ``"cls"`` (the CLS token).
+    """
+
+    def __init__(self, *, encoder: ViT, num_classes: int, pool: str = "mean") -> None:
+        super().__init__()
+        if pool not in ("mean", "cls"):
+            raise ValueError(f"pool must be 'mean' or 'cls', got {pool!r}")
+        self.encoder, self.pool = encoder, pool
+        self.head = nn.Linear(encoder.norm.weight.numel(), num_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, Hi, Wi) -> logits (B, Y)."""
+        return self.head(_pool(self.encoder.forward_features(images), self.encoder, self.pool))
+
+
+def freeze_first_blocks(encoder: ViT, k: int) -> int:
+    """Freeze the patch embedding, the CLS token and positions and the first ``k`` blocks of
+    ``encoder`` (``k = 0``: nothing frozen; ``k = depth``: every block, the final norm still free).
+
+    Frozen parameters get ``requires_grad = False``; everything else is made trainable. Returns the
+    number of parameters left trainable in the encoder.
+    """
+    if not 0 <= k <= len(encoder.blocks):
+        raise ValueError(f"k must be in 0 .. {len(encoder.blocks)}, got {k}")
+    for p in encoder.parameters():
+        p.requires_grad_(True)
+    if k > 0:
+        frozen = [encoder.patch_embed, *encoder.blocks[:k]]
+        for p in [q for m in frozen for q in m.parameters()] + [encoder.cls_token, encoder.pos_embed]:
+            if isinstance(p, nn.Parameter):
+                p.requires_grad_(False)
+    return sum(p.numel() for p in encoder.parameters() if p.requires_grad)
+
+
+@torch.no_grad()
+def encoder_features(encoder: ViT, images: torch.Tensor, *, pool: str = "mean", batch_size: int = 256) -> torch.Tensor:
+    """(n, C, Hi, Wi) -> (n, D) features of a frozen encoder (eval mode, no gradients)."""
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    return torch.cat([_pool(encoder.forward_features(b.to(device)), encoder, pool).cpu()
+                      for b in images.split(batch_size)])
+
+
+def linear_probe(features: torch.Tensor, labels: torch.Tensor, *, num_classes: int, steps: int = 300,
+                 lr: float = 0.05, weight_decay: float = 1e-3) -> nn.Linear:
+    """A linear classifier (logistic regression) on frozen features: full-batch AdamW from zero weights.
+
+    The features are standardised with their own mean and standard deviation, folded into the
+    returned layer, so it applies to raw features. features: (n, D); labels: (n,) long.
+    """
+    features = features.detach()
+    mean, std = features.mean(0), features.std(0) + 1e-6
+    x = (features - mean) / std
+    layer = nn.Linear(features.size(1), num_classes).to(features.device)
+    nn.init.zeros_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    opt = torch.optim.AdamW(layer.parameters(), lr=lr, weight_decay=weight_decay)
+    with torch.enable_grad():                                          # also when called under no_grad
+        for _ in range(steps):
+            loss = F.cross_entropy(layer(x), labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    with torch.no_grad():                                              # fold the standardisation into the layer
+        layer.weight.div_(std)
+        layer.bias.sub_(layer.weight @ mean)
+    return layer
+
+
+def fine_tune(model: Classifier, images: torch.Tensor, labels: torch.Tensor, *, steps: int, generator: torch.Generator,
+              batch_size: int = 32, lr: float = 1e-3, frozen_blocks: int = 0, desc: str = "fine-tune") -> History:
+    """Train ``model`` (its head and every encoder parameter after the first ``frozen_blocks`` blocks)
+    on the labelled set, with random mini-batches drawn from ``generator``, a warm-up of a tenth of
+    the steps and a cosine decay (:func:`attnlab.training.train`)."""
+    freeze_first_blocks(model.encoder, frozen_blocks)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    n = len(labels)
+
+    def _batches():
+        idx = torch.randint(n, (min(batch_size, n),), generator=generator)
+        return [(images[idx], labels[idx])]
+
+    optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.05)
+    return train(model, _batches, lambda m, b: F.cross_entropy(m(b[0]), b[1]), steps=steps, optimizer=optimizer,
+                 warmup=max(1, steps // 10), desc=desc)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 256) -> float:
+    """The fraction of ``images`` whose most likely class is ``labels`` (model in eval mode)."""
+    model.eval()
+    device = next(model.parameters()).device
+    predicted = torch.cat([model(b.to(device)).argmax(-1).cpu() for b in images.split(batch_size)])
+    return float((predicted == labels).float().mean())
