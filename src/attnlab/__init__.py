@@ -34,6 +34,7 @@ M         window size in patches (Swin: attention inside M x M windows)
 nW        number of windows
 Y         number of classes
 V         vocabulary size
+R         number of prompts per class (CLIP's prompt ensembling)
 n, m      numbers of examples in a data set (training / validation)
 ``*``     any number of leading dimensions
 ========  ===================================================================================

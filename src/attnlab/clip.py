@@ -128,13 +128,13 @@ def zero_shot_weights(prompt_features: torch.Tensor) -> torch.Tensor:
     normalised again (CLIP's prompt ensembling).
 
     Args:
-        prompt_features: (Y, P, E), P prompts per class. Returns (Y, E) with unit rows.
+        prompt_features: (Y, R, E), R prompts per class. Returns (Y, E) with unit rows.
     """
     return F.normalize(F.normalize(prompt_features, dim=-1).mean(dim=1), dim=-1)
 
 
 def zero_shot_logits(image_features: torch.Tensor, prompt_features: torch.Tensor) -> torch.Tensor:
-    """Cosine similarity of each image with each class: (B, E), (Y, P, E) -> (B, Y), in [-1, 1].
+    """Cosine similarity of each image with each class: (B, E), (Y, R, E) -> (B, Y), in [-1, 1].
 
     The predicted class is the argmax of a row.
     """
