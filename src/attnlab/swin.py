@@ -172,7 +172,8 @@ def window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: to
     if bias is not None:
         scores = scores + bias
     weights = masked_softmax(scores, mask)                                       # masked keys -> 0
-    return weights @ v, weights
+    output = weights @ v                                                         # (B, nW, H, N, Dh)
+    return output, weights
 
 
 def fast_window_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor,
@@ -231,7 +232,9 @@ class WindowAttention(nn.Module):
         else:
             out = fast_window_attention(q, k, v, bias, mask)                     # (B, nW, H, N, Dh)
         out = self.out_proj(rearrange(out, "b w h n d -> b w n (h d)"))          # (B, nW, N, C)
-        return (out, weights) if need_weights else out
+        if not need_weights:
+            return out
+        return out, weights
 
 
 # ------------------------------------------------------------------------------------ blocks
@@ -270,7 +273,9 @@ class SwinBlock(nn.Module):
         else:
             out = self.attn(windows, mask=self.mask)                               # (B, nW, N, C)
         x = cyclic_shift(window_reverse(out, self.window_size, H, W), -self.shift)  # (B, Hi, Wi, C), rolled back
-        return (x, weights) if need_weights else x
+        if not need_weights:
+            return x
+        return x, weights
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: (B, Hi, Wi, C) with (Hi, Wi) = ``resolution``. Returns (B, Hi, Wi, C)."""
