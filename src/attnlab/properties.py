@@ -1,0 +1,384 @@
+"""What makes Transformers work (chapter 8): the notes' claims about Transformers, as experiments.
+
+The notes (section 11.6) state the properties of Transformers as claims; each is put to an
+experiment here that returns its numbers, small enough to run while the book builds:
+
+* **long-range dependency** (장거리 의존): :func:`distance_task` asks for the token ``d`` places
+  before the last one; :class:`DistanceModel` is an LSTM, a causal CNN or a Transformer of similar
+  size; :func:`long_range_experiment` gives accuracy against ``d``;
+* **inductive bias** (귀납 편향): :func:`translation_configs` draws the scenes with every object in
+  the left half (training) or the right half (testing: positions never seen);
+  :func:`inductive_bias_experiment` trains a CNN (:class:`attnlab.cnn.ScalableCNN`) and a
+  :class:`attnlab.vit.ViT` of similar size on training sets of several sizes and returns accuracy
+  and loss on both halves;
+* **scalability** (확장성): :func:`scaling_experiment` trains ViTs of several widths on one data
+  budget; :func:`fit_power_law` fits ``loss = a * x ** -alpha`` on a log-log scale;
+* **explainability** (설명 가능): :func:`rollout_maps` (chapter 4's attention rollout, read at the
+  CLS token) against :func:`gradient_saliency` pooled to patches (:func:`pool_to_patches`), compared
+  by :func:`rank_correlation`; :func:`randomise_top` and :func:`sanity_check` run the model-
+  randomisation test of Adebayo et al. (2018), "Sanity checks for saliency maps";
+* **quadratic memory**: :func:`attention_memory` measures (with :func:`attnlab.measure.peak_memory`,
+  on the ``meta`` device) the memory of global attention and of attention inside M x M windows, as
+  Swin (chapter 6) computes it.
+
+Simplifications: the Transformers are small and trained for a few hundred steps on one CPU thread
+at the ``cpu`` profile, so every result is a statement about this scale only (the book says which
+claims cannot be decided at it); the windows here are cut by a plain reshape, without Swin's shift
+and without its relative position bias (chapter 6 has both); the randomisation re-draws weights
+from N(0, 0.02) (LayerNorms: weight 1, bias 0) rather than from each layer's own initialiser.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .attention import MultiHeadAttention
+from .cnn import ScalableCNN
+from .data import scenes as sc
+from .measure import count_parameters, peak_memory
+from .training import train
+from .transformer import Encoder, LayerNorm
+from .vit import ViT, attention_rollout
+
+__all__ = ["distance_task", "DistanceModel", "fit_classifier", "accuracy_and_loss", "long_range_experiment",
+           "translation_configs", "make_cnn", "make_vit", "inductive_bias_experiment", "scaling_experiment",
+           "fit_power_law", "rollout_maps", "gradient_saliency", "pool_to_patches", "rank_correlation",
+           "randomise_top", "sanity_check", "attention_memory"]
+
+
+# ------------------------------------------------------------------------- long-range dependency
+def distance_task(n: int, *, length: int, distance: int, num_classes: int,
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` sequences of ``length`` random tokens; the answer is the token ``distance`` places before
+    the last one, which every model reads out at the last position.
+
+    Returns:
+        tokens (n, T) int64 in [0, num_classes); labels (n,) = ``tokens[:, T - 1 - distance]``.
+    """
+    if not 0 <= distance < length:
+        raise ValueError(f"distance must be in [0, length), got {distance} for length {length}")
+    tokens = torch.randint(num_classes, (n, length), generator=generator)     # (n, T)
+    return tokens, tokens[:, length - 1 - distance].clone()
+
+
+class DistanceModel(nn.Module):
+    """Reads a token sequence and classifies at its last position, with one of three bodies.
+
+    * ``"lstm"``: ``torch.nn.LSTM`` (one layer); information travels step by step through time;
+    * ``"cnn"``: ``depth`` causal 1-D convolutions of kernel ``kernel`` with residual connections:
+      the last position sees ``depth * (kernel - 1)`` tokens back, no further;
+    * ``"transformer"``: learned positions and a pre-norm :class:`attnlab.transformer.Encoder` of
+      ``depth`` layers: every position is one attention step away.
+
+    Args:
+        kind: ``"lstm"``, ``"cnn"`` or ``"transformer"``; vocab_size: V; num_classes: Y;
+        dim: D; depth: layers (CNN, Transformer); max_len: T (positions of the Transformer);
+        kernel: K of the CNN; num_heads: H of the Transformer.
+    """
+
+    def __init__(self, *, kind: str, vocab_size: int, num_classes: int, dim: int, depth: int = 2,
+                 max_len: int = 64, kernel: int = 3, num_heads: int = 2) -> None:
+        super().__init__()
+        if kind not in ("lstm", "cnn", "transformer"):
+            raise ValueError(f"kind must be 'lstm', 'cnn' or 'transformer', got {kind!r}")
+        self.kind, self.kernel = kind, kernel
+        self.embed = nn.Embedding(vocab_size, dim)
+        if kind == "lstm":
+            self.body = nn.LSTM(dim, dim, batch_first=True)
+        elif kind == "cnn":
+            self.body = nn.ModuleList([nn.Conv1d(dim, dim, kernel) for _ in range(depth)])
+        else:
+            self.pos_embed = nn.Parameter(torch.randn(1, max_len, dim) * 0.02)
+            self.body = Encoder(num_layers=depth, dim=dim, num_heads=num_heads, ffn_dim=2 * dim, dropout=0.0,
+                                norm_first=True)
+        self.head = nn.Linear(dim, num_classes)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens: (B, T) -> logits (B, Y) read at the last position."""
+        x = self.embed(tokens)                                               # (B, T, D)
+        if self.kind == "lstm":
+            x = self.body(x)[0]                                              # (B, T, D)
+        elif self.kind == "cnn":
+            x = x.transpose(1, 2)                                            # (B, D, T)
+            for conv in self.body:
+                x = x + F.relu(conv(F.pad(x, (self.kernel - 1, 0))))         # (B, D, T), causal: pad left only
+            x = x.transpose(1, 2)                                            # (B, T, D)
+        else:
+            x = self.body(x + self.pos_embed[:, :x.size(1)])                 # (B, T, D)
+        return self.head(x[:, -1])                                           # (B, Y)
+
+
+def fit_classifier(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, steps: int, batch_size: int,
+                   generator: torch.Generator, lr: float = 3e-3, desc: str = "train") -> nn.Module:
+    """Train ``model`` with cross-entropy on ``(inputs, labels)`` (reshuffled every epoch, using
+    ``generator``) for ``steps`` steps of AdamW with :func:`attnlab.training.train`; returns it in eval mode."""
+    train(model, lambda: _epoch(inputs, labels, batch_size, generator=generator), lambda m, b: F.cross_entropy(m(b[0]), b[1]), steps=steps, lr=lr, weight_decay=0.01,
+          warmup=max(1, steps // 10), desc=desc)
+    return model.eval()
+
+
+def _epoch(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, *, generator: torch.Generator) -> list:
+    order = torch.randperm(len(labels), generator=generator)                # a new order every epoch
+    return [(inputs[i], labels[i]) for i in order.split(batch_size)]
+
+
+@torch.no_grad()
+def accuracy_and_loss(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+    """(accuracy, mean cross-entropy in nats) of ``model`` on a test set."""
+    logits = model.eval()(inputs)
+    return (logits.argmax(-1) == labels).float().mean().item(), F.cross_entropy(logits, labels).item()
+
+
+def long_range_experiment(*, distances: Sequence[int], length: int, num_classes: int, models: dict[str, dict],
+                          steps: int, batch_size: int, n_train: int, n_test: int, generator: torch.Generator) -> dict:
+    """Accuracy against dependency distance for bodies of :class:`DistanceModel`.
+
+    One model per (kind, distance), each trained on ``n_train`` sequences for ``steps`` steps.
+
+    Args:
+        models: ``{kind: keyword arguments of DistanceModel}``, e.g. ``{"cnn": {"dim": 40, "depth": 4}}``.
+
+    Returns:
+        ``{"distances": [...], "accuracy": {kind: [one per distance]}, "parameters": {kind: count}}``.
+    """
+    accuracy = {kind: [] for kind in models}
+    parameters = {}
+    for d in distances:
+        x, y = distance_task(n_train, length=length, distance=d, num_classes=num_classes, generator=generator)
+        xt, yt = distance_task(n_test, length=length, distance=d, num_classes=num_classes, generator=generator)
+        for kind, sizes in models.items():
+            model = DistanceModel(kind=kind, vocab_size=num_classes, num_classes=num_classes, max_len=length, **sizes)
+            parameters[kind] = count_parameters(model)
+            fit_classifier(model, x, y, steps=steps, batch_size=batch_size, generator=generator, desc=f"{kind} d={d}")
+            accuracy[kind].append(accuracy_and_loss(model, xt, yt)[0])
+    return {"distances": list(distances), "accuracy": accuracy, "parameters": parameters}
+
+
+# --------------------------------------------------------------------------------- inductive bias
+def translation_configs(*, size: int = 32, name: str = "easy") -> tuple[sc.SceneConfig, sc.SceneConfig]:
+    """Two scene worlds that differ only in where the objects are: (left half, right half).
+
+    Objects are confined with :class:`attnlab.data.scenes.SceneConfig`'s ``region``; their side is
+    30-50 % of the image, so that one fits in a half.
+    """
+    left = sc.preset(name, size=size, region=(0.0, 0.0, 0.5, 1.0), scale=(0.3, 0.5))
+    right = sc.preset(name, size=size, region=(0.5, 0.0, 1.0, 1.0), scale=(0.3, 0.5))
+    return left, right
+
+
+def make_cnn(*, width_mult: float = 0.5) -> ScalableCNN:
+    """The CNN of the comparison: chapter 0's :class:`ScalableCNN` (3 stages, global average pooling)."""
+    return ScalableCNN(width_mult=width_mult, num_classes=len(sc.SHAPES), base_channels=(16, 32, 64))
+
+
+def make_vit(*, dim: int = 32, depth: int = 2, image_size: int = 32, patch_size: int = 8) -> ViT:
+    """The ViT of the comparison and of the scaling sweep: learned positions, a CLS token, 2 heads, F = 2 D."""
+    return ViT(image_size=image_size, patch_size=patch_size, num_classes=len(sc.SHAPES), dim=dim, depth=depth,
+               num_heads=2, ffn_dim=2 * dim)
+
+
+def inductive_bias_experiment(*, sizes: Sequence[int], train_set: sc.Scenes, test_seen: sc.Scenes,
+                              test_unseen: sc.Scenes, steps: int, batch_size: int, generator: torch.Generator,
+                              vit_dim: int = 32, patch_size: int = 8, cnn_width: float = 0.5) -> dict:
+    """A CNN and a ViT trained on the first ``n`` scenes of ``train_set`` for each ``n`` in ``sizes``
+    (the same ``steps`` each: small sets are seen many times), tested on ``test_seen`` (positions as
+    in training) and ``test_unseen`` (positions never seen in training; see :func:`translation_configs`).
+
+    Returns:
+        ``{"sizes", "parameters": {model: count}, "accuracy": {model: [...]}, "shifted": {model: [...]},
+        "loss": {model: [...]}, "models": {model: the model trained on the largest set}}``.
+    """
+    out = {"sizes": list(sizes), "parameters": {}, "accuracy": {}, "shifted": {}, "loss": {}, "models": {}}
+    builders = {"CNN": lambda: make_cnn(width_mult=cnn_width),
+                "ViT": lambda: make_vit(dim=vit_dim, patch_size=patch_size, image_size=train_set.images.shape[-1])}
+    for name, build in builders.items():
+        for key in ("accuracy", "shifted", "loss"):
+            out[key][name] = []
+        for n in sizes:
+            model = build()
+            fit_classifier(model, train_set.images[:n], train_set.labels[:n], steps=steps, batch_size=batch_size,
+                           generator=generator, desc=f"{name} n={n}")
+            acc, loss = accuracy_and_loss(model, test_seen.images, test_seen.labels)
+            out["accuracy"][name].append(acc)
+            out["loss"][name].append(loss)
+            out["shifted"][name].append(accuracy_and_loss(model, test_unseen.images, test_unseen.labels)[0])
+        out["parameters"][name], out["models"][name] = count_parameters(model), model
+    return out
+
+
+# ----------------------------------------------------------------------------------- scalability
+def scaling_experiment(*, dims: Sequence[int], images: torch.Tensor, labels: torch.Tensor,
+                       test_images: torch.Tensor, test_labels: torch.Tensor, steps: int, batch_size: int,
+                       generator: torch.Generator, depth: int = 2, patch_size: int = 8) -> dict:
+    """ViTs of widths ``dims`` (same depth), each trained on the same data for the same steps.
+
+    Returns:
+        ``{"dims", "parameters": [...], "loss": [test cross-entropy], "accuracy": [...]}``.
+    """
+    out = {"dims": list(dims), "parameters": [], "loss": [], "accuracy": []}
+    for dim in dims:
+        model = make_vit(dim=dim, depth=depth, image_size=images.shape[-1], patch_size=patch_size)
+        fit_classifier(model, images, labels, steps=steps, batch_size=batch_size, generator=generator,
+                       desc=f"ViT D={dim}")
+        acc, loss = accuracy_and_loss(model, test_images, test_labels)
+        out["parameters"].append(count_parameters(model))
+        out["loss"].append(loss)
+        out["accuracy"].append(acc)
+    return out
+
+
+def fit_power_law(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Least-squares fit of ``y = a * x ** (-alpha)`` as a straight line on a log-log scale.
+
+    ``log y = log a - alpha log x``: the slope of the line is ``-alpha``, its intercept ``log a``.
+
+    Args:
+        x, y: (n,) positive floats, n >= 2 (e.g. parameter counts and test losses).
+
+    Returns:
+        ``(a, alpha)`` as Python floats; alpha > 0 when y falls as x grows.
+    """
+    lx, ly = torch.log(x.double()), torch.log(y.double())                    # (n,), (n,)
+    slope = ((lx - lx.mean()) * (ly - ly.mean())).sum() / ((lx - lx.mean()) ** 2).sum()
+    intercept = ly.mean() - slope * lx.mean()
+    return math.exp(intercept.item()), -slope.item()
+
+
+# -------------------------------------------------------------------------------- explainability
+@torch.no_grad()
+def rollout_maps(model: ViT, images: torch.Tensor) -> torch.Tensor:
+    """(B, C, Hi, Wi) -> (B, N): what the CLS token is made of, by attention rollout (chapter 4), over
+    the patches (the CLS token's own share left out), each row renormalised to sum to one."""
+    _, weights = model.forward_features(images, need_weights=True)
+    cls_row = attention_rollout(weights)[:, 0, 1:]                           # (B, N)
+    return cls_row / cls_row.sum(dim=-1, keepdim=True)
+
+
+def gradient_saliency(model: nn.Module, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Gradient saliency (Simonyan et al., 2014): |d score / d pixel|, largest over the colour channels.
+
+    Args:
+        images: (B, C, Hi, Wi); labels: (B,) the class whose score is differentiated (default: the
+            predicted class).
+
+    Returns:
+        (B, Hi, Wi) float, not normalised.
+    """
+    x = images.detach().clone().requires_grad_(True)
+    logits = model.eval()(x)                                                 # (B, Y)
+    labels = logits.argmax(-1) if labels is None else labels
+    logits.gather(1, labels[:, None]).sum().backward()
+    return x.grad.abs().amax(dim=1)                                          # (B, Hi, Wi)
+
+
+def pool_to_patches(maps: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(B, Hi, Wi) pixel map -> (B, N): the sum over each P x P patch (row-major, as ViT's tokens),
+    each row renormalised to sum to one."""
+    pooled = F.avg_pool2d(maps[:, None], patch_size).flatten(1)              # (B, Hp * Wp)
+    return pooled / pooled.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+
+
+def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman's rank correlation of each row of ``a`` with the same row of ``b``.
+
+    The Pearson correlation of the ranks (0 for the smallest value, N - 1 for the largest); rows
+    are assumed to have no ties.
+
+    Args:
+        a, b: (B, N) floats, N >= 2.
+
+    Returns:
+        (B,) float64 in [-1, 1].
+    """
+    ra = a.argsort(dim=-1).argsort(dim=-1).double()                          # (B, N) rank of each entry
+    rb = b.argsort(dim=-1).argsort(dim=-1).double()
+    ra, rb = ra - ra.mean(-1, keepdim=True), rb - rb.mean(-1, keepdim=True)
+    return (ra * rb).sum(-1) / (ra.norm(dim=-1) * rb.norm(dim=-1))
+
+
+def _stages(model: ViT) -> list[list[nn.Module | nn.Parameter]]:
+    """The ViT from the top down: [head and final norm], the blocks last first, [embeddings]."""
+    bottom = [model.patch_embed] + [p for p in (model.cls_token, model.pos_embed) if isinstance(p, nn.Parameter)]
+    return [[model.head, model.norm], *[[b] for b in reversed(model.blocks)], bottom]
+
+
+def randomise_top(model: ViT, stages: int, *, generator: torch.Generator) -> ViT:
+    """A copy of ``model`` whose top ``stages`` stages are re-drawn at random (Adebayo et al.'s
+    cascading randomisation): stage 1 is the head and the final norm, then each block from the last,
+    then the embeddings. Weights and biases are drawn from N(0, 0.02); LayerNorms reset to 1 and 0."""
+    clone = copy.deepcopy(model)
+    with torch.no_grad():
+        for stage in _stages(clone)[:stages]:
+            for item in stage:
+                if isinstance(item, nn.Parameter):
+                    item.copy_(torch.randn(item.shape, generator=generator) * 0.02)
+                    continue
+                for module in item.modules():
+                    norm = isinstance(module, (nn.LayerNorm, LayerNorm))
+                    for name, p in module.named_parameters(recurse=False):
+                        if norm:
+                            p.fill_(1.0 if name == "weight" else 0.0)
+                        else:
+                            p.copy_(torch.randn(p.shape, generator=generator) * 0.02)
+    return clone.eval()
+
+
+def sanity_check(model: ViT, images: torch.Tensor, labels: torch.Tensor, *, generator: torch.Generator) -> dict:
+    """The model-randomisation test of Adebayo et al. (2018) for rollout and gradient saliency.
+
+    For k = 0, 1, ... stages randomised from the top (:func:`randomise_top`), the maps of each method
+    on the randomised model are compared with its maps on the trained model by :func:`rank_correlation`
+    (mean over the images). A map that explains the trained model should change when the weights it
+    explains are destroyed: correlations near 1 mean the method failed the check.
+
+    Returns:
+        ``{"stages": [0, 1, ...], "rollout": [...], "saliency": [...]}`` (1.0 at k = 0).
+    """
+    patch = model.patch_embed.patch_size
+    trained = {"rollout": rollout_maps(model, images),
+               "saliency": pool_to_patches(gradient_saliency(model, images, labels), patch)}
+    out = {"stages": [], "rollout": [], "saliency": []}
+    for k in range(len(_stages(model)) + 1):
+        random = randomise_top(model, k, generator=generator)
+        maps = {"rollout": rollout_maps(random, images),
+                "saliency": pool_to_patches(gradient_saliency(random, images, labels), patch)}
+        out["stages"].append(k)
+        for name in ("rollout", "saliency"):
+            out[name].append(rank_correlation(trained[name], maps[name]).mean().item())
+    return out
+
+
+# -------------------------------------------------------------------------------- quadratic memory
+def attention_memory(grid_sizes: Sequence[int], *, dim: int, num_heads: int, window: int,
+                     device: str = "meta") -> dict:
+    """Peak memory of one self-attention layer over a Hp x Hp grid of tokens, global and windowed.
+
+    Global: every token attends to all N = Hp^2 tokens (N^2 weights per head). Windowed: the grid is
+    cut into (Hp / M)^2 windows of M x M tokens by a reshape, and each window attends inside itself
+    (N M^2 weights per head), as Swin's W-MSA (chapter 6) without the shift. Both use the teaching
+    path (:class:`attnlab.attention.MultiHeadAttention` with ``need_weights=True``, which keeps the
+    weights) and are measured by :func:`attnlab.measure.peak_memory`; on the ``meta`` device nothing
+    is allocated, so grids far beyond this machine's memory can be measured.
+
+    Returns:
+        ``{"tokens": [N...], "global": [bytes...], "windowed": [bytes...]}``.
+    """
+    attn = MultiHeadAttention(dim=dim, num_heads=num_heads).to(device)
+    out = {"tokens": [], "global": [], "windowed": []}
+    for side in grid_sizes:
+        if side % window:
+            raise ValueError(f"grid side {side} is not a multiple of the window {window}")
+        x = torch.empty(1, side, side, dim, device=device)                   # (1, Hp, Wp, D)
+        tokens = x.reshape(1, side * side, dim)                              # (1, N, D)
+        windows = (x.reshape(1, side // window, window, side // window, window, dim)
+                   .transpose(2, 3).reshape(-1, window * window, dim))       # (nW, M * M, D)
+        out["tokens"].append(side * side)
+        out["global"].append(peak_memory(lambda: attn(tokens, need_weights=True)))
+        out["windowed"].append(peak_memory(lambda: attn(windows, need_weights=True)))
+    return out
