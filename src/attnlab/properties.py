@@ -130,19 +130,23 @@ def _epoch(inputs: torch.Tensor, labels: torch.Tensor, batch_size: int, *, gener
 
 @torch.no_grad()
 def accuracy_and_loss(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
-    """(accuracy, mean cross-entropy in nats) of ``model`` on a test set."""
-    logits = model.eval()(inputs)
+    """(accuracy, mean cross-entropy in nats) of ``model`` on a test set (moved to the model's device)."""
+    device = next(model.parameters()).device
+    logits, labels = model.eval()(inputs.to(device)), labels.to(device)
     return (logits.argmax(-1) == labels).float().mean().item(), F.cross_entropy(logits, labels).item()
 
 
 def long_range_experiment(*, distances: Sequence[int], length: int, num_classes: int, models: dict[str, dict],
-                          steps: int, batch_size: int, n_train: int, n_test: int, generator: torch.Generator) -> dict:
+                          steps: int, batch_size: int, n_train: int, n_test: int, generator: torch.Generator,
+                          lr: float = 3e-3, device: str = "cpu") -> dict:
     """Accuracy against dependency distance for bodies of :class:`DistanceModel`.
 
     One model per (kind, distance), each trained on ``n_train`` sequences for ``steps`` steps.
 
     Args:
         models: ``{kind: keyword arguments of DistanceModel}``, e.g. ``{"cnn": {"dim": 40, "depth": 4}}``.
+        device: where the models train (data are made on the CPU and moved batch by batch); the
+            other experiments take it too.
 
     Returns:
         ``{"distances": [...], "accuracy": {kind: [one per distance]}, "parameters": {kind: count}}``.
@@ -153,9 +157,11 @@ def long_range_experiment(*, distances: Sequence[int], length: int, num_classes:
         x, y = distance_task(n_train, length=length, distance=d, num_classes=num_classes, generator=generator)
         xt, yt = distance_task(n_test, length=length, distance=d, num_classes=num_classes, generator=generator)
         for kind, sizes in models.items():
-            model = DistanceModel(kind=kind, vocab_size=num_classes, num_classes=num_classes, max_len=length, **sizes)
+            model = DistanceModel(kind=kind, vocab_size=num_classes, num_classes=num_classes, max_len=length,
+                                  **sizes).to(device)
             parameters[kind] = count_parameters(model)
-            fit_classifier(model, x, y, steps=steps, batch_size=batch_size, generator=generator, desc=f"{kind} d={d}")
+            fit_classifier(model, x, y, steps=steps, batch_size=batch_size, generator=generator, lr=lr,
+                           desc=f"{kind} d={d}")
             accuracy[kind].append(accuracy_and_loss(model, xt, yt)[0])
     return {"distances": list(distances), "accuracy": accuracy, "parameters": parameters}
 
@@ -185,7 +191,8 @@ def make_vit(*, dim: int = 32, depth: int = 2, image_size: int = 32, patch_size:
 
 def inductive_bias_experiment(*, sizes: Sequence[int], train_set: sc.Scenes, test_seen: sc.Scenes,
                               test_unseen: sc.Scenes, steps: int, batch_size: int, generator: torch.Generator,
-                              vit_dim: int = 32, patch_size: int = 8, cnn_width: float = 0.5) -> dict:
+                              vit_dim: int = 32, patch_size: int = 8, cnn_width: float = 0.5, lr: float = 1e-3,
+                              device: str = "cpu") -> dict:
     """A CNN and a ViT trained on the first ``n`` scenes of ``train_set`` for each ``n`` in ``sizes``
     (the same ``steps`` each: small sets are seen many times), tested on ``test_seen`` (positions as
     in training) and ``test_unseen`` (positions never seen in training; see :func:`translation_configs`).
@@ -201,9 +208,9 @@ def inductive_bias_experiment(*, sizes: Sequence[int], train_set: sc.Scenes, tes
         for key in ("accuracy", "shifted", "loss"):
             out[key][name] = []
         for n in sizes:
-            model = build()
+            model = build().to(device)
             fit_classifier(model, train_set.images[:n], train_set.labels[:n], steps=steps, batch_size=batch_size,
-                           generator=generator, desc=f"{name} n={n}")
+                           generator=generator, lr=lr, desc=f"{name} n={n}")
             acc, loss = accuracy_and_loss(model, test_seen.images, test_seen.labels)
             out["accuracy"][name].append(acc)
             out["loss"][name].append(loss)
@@ -215,7 +222,8 @@ def inductive_bias_experiment(*, sizes: Sequence[int], train_set: sc.Scenes, tes
 # ----------------------------------------------------------------------------------- scalability
 def scaling_experiment(*, dims: Sequence[int], images: torch.Tensor, labels: torch.Tensor,
                        test_images: torch.Tensor, test_labels: torch.Tensor, steps: int, batch_size: int,
-                       generator: torch.Generator, depth: int = 2, patch_size: int = 8) -> dict:
+                       generator: torch.Generator, depth: int = 2, patch_size: int = 8, lr: float = 1e-3,
+                       device: str = "cpu") -> dict:
     """ViTs of widths ``dims`` (same depth), each trained on the same data for the same steps.
 
     Returns:
@@ -223,8 +231,8 @@ def scaling_experiment(*, dims: Sequence[int], images: torch.Tensor, labels: tor
     """
     out = {"dims": list(dims), "parameters": [], "loss": [], "accuracy": []}
     for dim in dims:
-        model = make_vit(dim=dim, depth=depth, image_size=images.shape[-1], patch_size=patch_size)
-        fit_classifier(model, images, labels, steps=steps, batch_size=batch_size, generator=generator,
+        model = make_vit(dim=dim, depth=depth, image_size=images.shape[-1], patch_size=patch_size).to(device)
+        fit_classifier(model, images, labels, steps=steps, batch_size=batch_size, generator=generator, lr=lr,
                        desc=f"ViT D={dim}")
         acc, loss = accuracy_and_loss(model, test_images, test_labels)
         out["parameters"].append(count_parameters(model))
@@ -255,7 +263,7 @@ def fit_power_law(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
 def rollout_maps(model: ViT, images: torch.Tensor) -> torch.Tensor:
     """(B, C, Hi, Wi) -> (B, N): what the CLS token is made of, by attention rollout (chapter 4), over
     the patches (the CLS token's own share left out), each row renormalised to sum to one."""
-    _, weights = model.forward_features(images, need_weights=True)
+    _, weights = model.forward_features(images.to(model.pos_embed.device), need_weights=True)
     cls_row = attention_rollout(weights)[:, 0, 1:]                           # (B, N)
     return cls_row / cls_row.sum(dim=-1, keepdim=True)
 
@@ -270,10 +278,10 @@ def gradient_saliency(model: nn.Module, images: torch.Tensor, labels: torch.Tens
     Returns:
         (B, Hi, Wi) float, not normalised.
     """
-    x = images.detach().clone().requires_grad_(True)
+    x = images.detach().to(next(model.parameters()).device).clone().requires_grad_(True)
     logits = model.eval()(x)                                                 # (B, Y)
     labels = logits.argmax(-1) if labels is None else labels
-    logits.gather(1, labels[:, None]).sum().backward()
+    logits.gather(1, labels.to(x.device)[:, None]).sum().backward()
     return x.grad.abs().amax(dim=1)                                          # (B, Hi, Wi)
 
 
@@ -317,7 +325,7 @@ def randomise_top(model: ViT, stages: int, *, generator: torch.Generator) -> ViT
         for stage in _stages(clone)[:stages]:
             for item in stage:
                 if isinstance(item, nn.Parameter):
-                    item.copy_(torch.randn(item.shape, generator=generator) * 0.02)
+                    item.copy_(torch.randn(item.shape, generator=generator) * 0.02)   # drawn on the CPU, copied
                     continue
                 for module in item.modules():
                     norm = isinstance(module, (nn.LayerNorm, LayerNorm))
