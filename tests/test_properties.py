@@ -146,6 +146,8 @@ def test_gradient_saliency_is_zero_where_the_score_does_not_look():
 def test_randomise_top_changes_only_the_top_stages_and_not_the_original():
     torch.manual_seed(0)
     model = P.make_vit(dim=8, depth=3, image_size=16, patch_size=4).eval()
+    with torch.no_grad():
+        model.norm.weight.fill_(3.0)                                    # as if trained: not the reset value
     before = {k: v.clone() for k, v in model.state_dict().items()}
     random = P.randomise_top(model, 2, generator=torch.Generator().manual_seed(0))   # head + norm, last block
     for k, v in model.state_dict().items():
@@ -153,6 +155,8 @@ def test_randomise_top_changes_only_the_top_stages_and_not_the_original():
     changed = {k for k, v in random.state_dict().items() if not torch.equal(v, before[k])}
     assert any(k.startswith("head.") for k in changed) and any(k.startswith("blocks.2.") for k in changed)
     assert not any(k.startswith(("blocks.0.", "blocks.1.", "patch_embed", "pos_embed", "cls_token")) for k in changed)
+    assert torch.equal(random.norm.weight, torch.ones(8)) and torch.equal(random.norm.bias, torch.zeros(8))
+    assert 0.01 < random.head.weight.std().item() < 0.03                  # N(0, 0.02)
     assert torch.equal(P.randomise_top(model, 0, generator=torch.Generator()).state_dict()["head.weight"],
                        before["head.weight"])
 
