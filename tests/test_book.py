@@ -113,6 +113,16 @@ def _shown_solution_lines(site: Path) -> dict[str, list[str]]:
     return shown
 
 
+def test_a_formula_the_instructions_state_is_no_evidence_of_a_shown_answer():
+    """Lab 7 states MAE's ``len_keep`` formula in its instructions (in backticks): that line of the
+    answer is given to students, so showing it leaks nothing; the answer's other lines still count."""
+    from attnlab.course.editions import solution_lines
+
+    lines = solution_lines(ROOT)
+    assert "len_keep = int(N * (1 - mask_ratio))" not in lines
+    assert {"ids_shuffle = torch.argsort(noise, dim=1)", "ids_keep = ids_shuffle[:, :len_keep]"} <= lines
+
+
 @pytest.mark.slow
 def test_the_class_edition_shows_no_graded_answer(built_book, class_book):
     """No line of any solution cell (white space normalised) is in the class edition's HTML, sources or

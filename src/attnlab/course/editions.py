@@ -78,18 +78,20 @@ def solution_lines(root: Path, *, min_length: int = 24) -> set[str]:
     """Distinctive lines of the solutions (normalised, at least ``min_length`` characters, doing
     something: a call, an index or an operator), the evidence that an answer was shown. A line that
     the released labs themselves contain (code given to students elsewhere in a notebook) is no
-    evidence and is left out."""
-    released = set()
+    evidence and is left out, also when it sits inside a line of the instructions (a formula the
+    exercise states in backticks)."""
+    released = []
     for lab in notebook.lab_names(root):
         path = root / "labs" / lab / f"{lab}.ipynb"
         if path.is_file():
             for cell in notebook.read(path).cells:
-                released.update(normalise(line) for line in cell.source.splitlines())
+                released.extend(" ".join(line.split()) for line in cell.source.splitlines())
+    given = "\n".join(released)
     lines = set()
     for region in solution_regions(root):
         for line in region.splitlines():
             text = normalise(line)
-            if len(text) >= min_length and re.search(r"[(\[@=+*/-]", text) and text not in released:
+            if len(text) >= min_length and re.search(r"[(\[@=+*/-]", text) and text not in given:
                 lines.add(text)
     return lines
 
