@@ -219,15 +219,21 @@ def _typeset(page) -> None:
     page.evaluate("MathJax.startup.promise")
 
 
+def _open_offline(browser, server, doc: str, edition: str):
+    """Open one page, typeset its equations, and require no console error and no outside request."""
+    visit = Visit(browser, server)
+    page = visit.open(f"{doc}.html")
+    if page.locator(".math").count():
+        _typeset(page)
+    assert not visit.errors, f"{edition}, {doc}: {visit.errors}"
+    assert not visit.outside, f"{edition}, {doc} asked for outside resources (the book must work offline): {visit.outside}"
+    return visit, page
+
+
 def test_every_page_loads_offline_with_no_console_error(browser, server):
     for doc in toc_pages():
-        visit = Visit(browser, server)
-        page = visit.open(f"{doc}.html")
-        if page.locator(".math").count():
-            _typeset(page)
+        visit, page = _open_offline(browser, server, doc, "self-study edition")
         assert page.locator("h1").count() >= 1, f"{doc}: no title"
-        assert not visit.errors, f"{doc}: {visit.errors}"
-        assert not visit.outside, f"{doc} asked for outside resources (the book must work offline): {visit.outside}"
         visit.close()
 
 
@@ -352,12 +358,7 @@ def test_gpu_results_are_quoted_only_from_an_existing_report(tmp_path):
 @pytest.mark.browser
 def test_the_class_edition_works_offline_and_its_notes_link_the_labs(browser, class_server):
     for doc in toc_pages():
-        visit = Visit(browser, class_server)
-        page = visit.open(f"{doc}.html")
-        if page.locator(".math").count():
-            _typeset(page)
-        assert not visit.errors, f"class edition, {doc}: {visit.errors}"
-        assert not visit.outside, f"class edition, {doc} asked for outside resources: {visit.outside}"
+        visit, page = _open_offline(browser, class_server, doc, "class edition")
         broken = page.evaluate("""Array.from(document.querySelectorAll('main img')).filter(
             i => !(i.complete && i.naturalWidth > 0)).map(i => i.getAttribute('src'))""")
         assert not broken, f"class edition, {doc}: images that did not load: {broken}"

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from attnlab import transfer as T
+from attnlab.training import accuracy
 from attnlab.vit import ViT
 
 
@@ -53,7 +54,7 @@ def test_fine_tune_keeps_frozen_weights_and_changes_the_rest():
     assert not torch.equal(after["head.weight"], before["head.weight"])
     changed = [k for k in after if k.startswith("encoder.blocks.2.") and not torch.equal(after[k], before[k])]
     assert changed
-    acc = T.accuracy(model, images, labels)
+    acc = accuracy(model, images, labels)
     assert 0 <= acc <= 1
     cls = T.Classifier(encoder=encoder(), num_classes=2, pool="cls")
     assert cls(images).shape == (16, 2)

@@ -40,6 +40,7 @@ __all__ = [
     "progress",
     "History",
     "train",
+    "accuracy",
     "warmup_cosine",
     "to_device",
     "record_metric",
@@ -241,6 +242,16 @@ def train(
             _evaluate(model, evaluate, history, step + 1)
     model.eval()
     return history
+
+
+@torch.no_grad()
+def accuracy(model: torch.nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 256) -> float:
+    """The fraction of ``inputs`` whose most likely class is ``labels``: ``model`` in eval mode, run
+    on its own device in batches of ``batch_size``."""
+    model.eval()
+    device = next(model.parameters()).device
+    predicted = torch.cat([model(b.to(device)).argmax(-1).cpu() for b in inputs.split(batch_size)])
+    return float((predicted == labels.cpu()).float().mean())
 
 
 def record_metric(name: str, value: float) -> float:

@@ -23,7 +23,7 @@ from torch import nn
 from .training import History, train
 from .vit import ViT
 
-__all__ = ["Classifier", "freeze_first_blocks", "encoder_features", "linear_probe", "fine_tune", "accuracy"]
+__all__ = ["Classifier", "freeze_first_blocks", "encoder_features", "linear_probe", "fine_tune"]
 
 
 def _pool(tokens: torch.Tensor, encoder: ViT, pool: str) -> torch.Tensor:
@@ -123,12 +123,3 @@ def fine_tune(model: Classifier, images: torch.Tensor, labels: torch.Tensor, *, 
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.05)
     return train(model, _batches, lambda m, b: F.cross_entropy(m(b[0]), b[1]), steps=steps, optimizer=optimizer,
                  warmup=max(1, steps // 10), desc=desc)
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int = 256) -> float:
-    """The fraction of ``images`` whose most likely class is ``labels`` (model in eval mode)."""
-    model.eval()
-    device = next(model.parameters()).device
-    predicted = torch.cat([model(b.to(device)).argmax(-1).cpu() for b in images.split(batch_size)])
-    return float((predicted == labels).float().mean())
