@@ -40,10 +40,36 @@ def _mount(lib, src, target, fstype, flags, data=None) -> None:
         raise OSError(ctypes.get_errno(), f"mount {target}")
 
 
+def _make_reachable(lib, path: str, keep: str) -> None:
+    """In this mount namespace, let every user pass through the ancestors of ``path``: an ancestor
+    only its owner may enter (``/root``, a ``mktemp -d`` folder) is covered by a world-enterable
+    tmpfs with each of its entries bound back in place (the entries keep their own permissions)."""
+    parts = os.path.abspath(path).split("/")[1:-1]
+    for depth in range(1, len(parts) + 1):
+        folder = "/" + "/".join(parts[:depth])
+        if os.stat(folder).st_mode & 0o001:
+            continue
+        hidden = os.path.join(keep, folder.strip("/").replace("/", "_"))
+        os.makedirs(hidden, exist_ok=True)
+        _mount(lib, folder, hidden, None, MS_BIND | MS_REC)
+        _mount(lib, "none", folder, "tmpfs", 0, "mode=755")
+        for entry in os.listdir(hidden):
+            source, target = os.path.join(hidden, entry), os.path.join(folder, entry)
+            if os.path.isdir(source) and not os.path.islink(source):
+                os.mkdir(target)
+            elif os.path.islink(source):
+                os.symlink(os.readlink(source), target)
+                continue
+            else:
+                open(target, "w").close()
+            _mount(lib, source, target, None, MS_BIND | MS_REC)
+
+
 def become_unprivileged(uid: int, binds: list[tuple[str, str]], argv: list[str]) -> None:
-    """As root: in a private mount namespace, bind ``(src, dest)`` folders, keep the interpreter
-    reachable (it may live under ``/root``, which only root may enter), then become ``uid`` with no
-    groups and exec ``argv``. Nothing outside this process tree changes."""
+    """As root: in a private mount namespace, bind ``(src, dest)`` folders, keep the interpreter and
+    this checkout reachable (they may live under ``/root`` or a ``mktemp -d`` folder, which only root
+    may enter), then become ``uid`` with no groups and exec ``argv``. Nothing outside this process
+    tree changes."""
     import ctypes
     import sys
 
@@ -53,15 +79,9 @@ def become_unprivileged(uid: int, binds: list[tuple[str, str]], argv: list[str])
     _mount(lib, None, "/", None, MS_REC | MS_PRIVATE)
     for src, dest in binds:
         _mount(lib, src, dest, None, MS_BIND | MS_REC)
-    real = os.path.realpath(sys.executable)
-    if real.startswith("/root/") and not os.stat("/root").st_mode & 0o001:
-        top = "/root/" + real.split("/")[2]
-        keep = binds[0][1] + "/.interpreter" if binds else "/tmp/.attnlab-interpreter"
-        os.makedirs(keep, exist_ok=True)
-        _mount(lib, top, keep, None, MS_BIND | MS_REC)
-        _mount(lib, "none", "/root", "tmpfs", 0, "mode=755")
-        os.makedirs(top)
-        _mount(lib, keep, top, None, MS_BIND | MS_REC)
+    keep = binds[0][1] + "/.reachable" if binds else "/tmp/.attnlab-reachable"
+    for path in (sys.executable, os.path.realpath(sys.executable), os.path.realpath(__file__)):
+        _make_reachable(lib, path, keep)
     os.setgroups([])
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
