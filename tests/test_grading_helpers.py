@@ -41,6 +41,20 @@ def test_messages_say_expected_and_got():
     _fails(G.check_true, False, "must hold", match="must hold")
 
 
+def test_a_comparison_that_fails_by_its_dtype_says_so():
+    """A float32 result against a float64 reference at a float64 tolerance: the printed values agree
+    to six digits, so the message gives more and names both dtypes."""
+    expected = torch.tensor([1.0, -4.041100001], dtype=torch.float64)
+    message = _fails(G.check_close, expected.float(), expected, "rollout", rtol=1e-10, atol=1e-12,
+                     match="the result is torch.float32, the reference torch.float64")
+    got = float(expected.float()[1])
+    assert f"expected {-4.041100001:.17g}, got {got:.17g}" in message, message
+    # same dtypes: no note; values far apart keep the short form
+    message = _fails(G.check_close, torch.ones(2), torch.zeros(2), "y", match="expected 0, got 1")
+    assert "dtype" not in message, message
+    G.check_close(expected.float(), expected, "float32 against float64 at a float32 tolerance", rtol=1e-6)
+
+
 def test_close_values_pass():
     g = torch.Generator().manual_seed(0)
     x = torch.randn(4, 5, generator=g)

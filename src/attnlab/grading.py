@@ -106,6 +106,15 @@ def _first(mask) -> tuple:
     return _tuple(_int(i) for i in _nonzero(mask)[0])
 
 
+def _dtype_note(actual, expected) -> str:
+    """What to add to a failed comparison when the two tensors' dtypes differ (a float32 result
+    against a float64 reference fails a tight tolerance though its printed values agree)."""
+    if _dtype(actual) == _dtype(expected):
+        return ""
+    return (f"; the result is {_dtype(actual)}, the reference {_dtype(expected)}: "
+            "keep the dtype of the inputs (no .float(), no new float32 tensors)")
+
+
 def check_tensor(x: Any, name: str = "result", *, dtype: torch.dtype | None = None) -> torch.Tensor:
     """Require a real ``torch.Tensor`` (optionally of ``dtype``); return it."""
     if not _is_tensor(x):
@@ -141,7 +150,8 @@ def check_close(
     """Require ``actual`` to be a tensor of ``expected``'s shape with close, finite values.
 
     Both are compared in float64 on the CPU: ``|actual - expected| <= atol + rtol * |expected|``.
-    NaN in ``actual`` fails unless ``expected`` has NaN at the same place.
+    NaN in ``actual`` fails unless ``expected`` has NaN at the same place. The dtypes need not
+    agree (pass ``dtype=`` to ``check_tensor`` for that), but a failure names them when they differ.
     """
     check_tensor(expected, "reference")
     check_shape(actual, _shape(expected), name, letters=letters)
@@ -163,10 +173,13 @@ def check_close(
     bad = _gt(diff, bound)
     if _bbool(_any(bad)):
         where = _first(bad)
+        want, got = _float(e[where]), _float(a[where])
+        digits = 6 if f"{want:.6g}" != f"{got:.6g}" else 17             # never "expected x, got x"
         raise AssertionError(
             f"{name}: values differ from the reference at {_int(_sum(bad))} of {_numel(bad)} positions; "
             f"largest difference {_float(_max(diff)):.3g} (tolerance {atol:g} + {rtol:g}*|expected|); "
-            f"first at index {where}: expected {_float(e[where]):.6g}, got {_float(a[where]):.6g}"
+            f"first at index {where}: expected {want:.{digits}g}, got {got:.{digits}g}"
+            + _dtype_note(actual, expected)
         )
 
 
