@@ -1,5 +1,5 @@
-"""attnlab.setr: the model is chapter 4's ViT (every patch token) with a naive or a progressive-upsampling
-head; mean IoU against hand-computed cases and scikit-learn's jaccard_score."""
+"""attnlab.setr: the model is chapter 4's ViT (every patch token) with a naive, a progressive-upsampling
+or a multi-level aggregation head; mean IoU against hand-computed cases and scikit-learn's jaccard_score."""
 
 import math
 
@@ -51,6 +51,76 @@ def test_pup_upsamples_in_log2_p_stages_and_naive_in_one_jump():
         torch.testing.assert_close(naive(grid), expected)
 
 
+def test_mla_reads_evenly_spaced_blocks_ending_with_the_last():
+    assert S.mla_levels(24, 4) == (6, 12, 18, 24)                            # the paper's ViT-L
+    assert S.mla_levels(2, 2) == (1, 2) and S.mla_levels(6, 3) == (2, 4, 6) and S.mla_levels(5, 1) == (5,)
+    with pytest.raises(ValueError, match="levels"):
+        S.mla_levels(2, 4)
+    with pytest.raises(ValueError, match="MLA head"):
+        S.SETR(num_classes=3, image_size=16, patch_size=4, head="pup", num_levels=2)
+
+
+def test_mla_levels_are_the_blocks_outputs_and_the_scores_full_size():
+    torch.manual_seed(0)
+    model = S.SETR(num_classes=4, image_size=32, patch_size=8, dim=16, depth=4, num_heads=2, head="mla",
+                   channels=8, num_levels=2).eval()
+    images = torch.rand(2, 3, 32, 32, generator=_gen(5))
+    with torch.no_grad():
+        maps = model.forward_levels(images)
+        x = model.encoder.embed(images)
+        outputs = []
+        for block in model.encoder.blocks:                                  # blocks 1 .. 4 by hand
+            x = block(x)
+            outputs.append(rearrange(x, "b (h w) d -> b d h w", h=4))
+        last = rearrange(model.encoder.forward_features(images), "b (h w) d -> b d h w", h=4)
+        scores = model(images)
+    assert model.levels == (2, 4) and len(maps) == 2 and maps[0].shape == (2, 16, 4, 4)
+    torch.testing.assert_close(maps[0], outputs[1])                          # block 2, no final norm
+    torch.testing.assert_close(maps[1], last)                                # block 4 after the final norm
+    assert scores.shape == (2, 4, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(scores, model.decoder(maps))
+
+
+def test_mla_aggregates_top_down_so_the_deepest_level_reaches_every_stream():
+    torch.manual_seed(0)
+    head = S.MLAHead(dim=8, channels=6, num_classes=3, scale=4, num_levels=3).eval()
+    grids = [torch.randn(2, 8, 4, 4, generator=_gen(10 + m)) for m in range(3)]
+    with torch.no_grad():
+        merged = head.aggregate(grids)
+        projected = [project(g) for project, g in zip(head.project, grids)]
+        for m in range(3):                                                   # level m + every deeper level
+            torch.testing.assert_close(merged[m], sum(projected[m:]))
+        changed = [grids[0], grids[1], grids[2] + 1.0]                       # move the deepest level only
+        moved = [(a - b).abs().amax().item() for a, b in zip(head.aggregate(changed), merged)]
+        assert min(moved) > 0                                                # it reaches all three streams
+        changed = [grids[0] + 1.0, grids[1], grids[2]]                       # move the shallowest level only
+        moved = [(a - b).abs().amax().item() for a, b in zip(head.aggregate(changed), merged)]
+        assert moved[0] > 0 and moved[1:] == [0.0, 0.0]                      # only its own stream
+    with pytest.raises(ValueError, match="3 levels"):
+        head(grids[:2])
+    with pytest.raises(ValueError, match="even"):
+        S.MLAHead(dim=8, channels=5, num_classes=3, scale=4, num_levels=3)
+
+
+def test_gradients_reach_every_level_mla_reads_and_every_block():
+    torch.manual_seed(0)
+    model = S.SETR(num_classes=3, image_size=16, patch_size=4, dim=16, depth=3, num_heads=2, head="mla",
+                   channels=8, num_levels=3)
+    images = torch.rand(2, 3, 16, 16, generator=_gen(6))
+    maps = [m.detach().requires_grad_() for m in model.forward_levels(images)]
+    scores = model.decoder(maps)
+    assert scores.shape == (2, 3, 16, 16)
+    scores.square().sum().backward()
+    assert all(m.grad is not None and m.grad.abs().sum() > 0 for m in maps)   # every level feeds the output
+    model.zero_grad()
+    F.cross_entropy(model(images), torch.randint(0, 3, (2, 16, 16), generator=_gen(7))).backward()
+    for number, block in enumerate(model.encoder.blocks, start=1):
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in block.parameters()), number
+    # each level's projection learns from the loss (not only the last level's)
+    assert all(p.grad.abs().sum() > 0 for project in model.decoder.project for p in project.parameters())
+
+
 def test_class_iou_of_hand_made_maps():
     target = torch.tensor([[0, 0, 1, 1],
                            [0, 0, 1, 1],
@@ -83,17 +153,19 @@ def test_class_iou_equals_scikit_learn_over_a_set_of_images():
     assert per_image != pytest.approx(S.mean_iou(pred, target, num_classes=5), abs=1e-6)   # pooled, not averaged
 
 
-def test_setr_learns_a_fixed_batch():
+@pytest.mark.parametrize("head, steps", [("pup", 30), ("mla", 60)])     # MLA's four batch norms per level settle slower
+def test_setr_learns_a_fixed_batch(head, steps):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)                                                 # tiny model: one thread is fastest
     try:
         torch.manual_seed(0)
         config = preset("easy", size=32, num_objects=(1, 2), scale=(0.3, 0.5), shapes=("circle", "square", "triangle"))
         scenes = make_scenes(8, generator=_gen(4), config=config)
-        model = S.SETR(num_classes=4, image_size=32, patch_size=4, dim=32, depth=1, num_heads=4, channels=16)
+        model = S.SETR(num_classes=4, image_size=32, patch_size=4, dim=32, depth=1, num_heads=4, channels=16,
+                       head=head)
         opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
         before = S.mean_iou(model(scenes.images).argmax(1), scenes.masks, num_classes=4)
-        for _ in range(30):
+        for _ in range(steps):
             loss = F.cross_entropy(model(scenes.images), scenes.masks)
             opt.zero_grad()
             loss.backward()
