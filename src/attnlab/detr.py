@@ -30,9 +30,10 @@ number of objects of each image; :func:`pad_targets` makes them from DETR's per-
 
 Simplifications with respect to the paper: a small CNN instead of ResNet-50, no dilation, no
 padding masks (all images have one size); positions are added once to the encoder's input and the
-queries are the decoder's input, instead of adding positions to queries and keys in every layer
-(as the paper's demo notebook does); pre-norm layers; the losses of the decoder layers are averaged
-(the paper sums them: the same up to a factor); no panoptic head.
+queries are the decoder's input (as in the paper's own listing, appendix A.6, and its demo
+notebook), instead of adding positions to queries and keys in every layer (the paper's trained
+model); pre-norm layers; the losses of the decoder layers are averaged (the paper sums them: the
+same up to a factor); no panoptic head.
 """
 
 from __future__ import annotations
