@@ -127,28 +127,32 @@ class MLAHead(nn.Module):
                                                    _conv_bn_relu(channels // 2, channels // 2, 3))
                                      for _ in range(num_levels)])
         self.classify = nn.Conv2d(num_levels * (channels // 2), num_classes, 1)
-        self.scale, self.level_scale = scale, min(4, scale)
+        self.scale, self.level_scale = scale, min(4, scale)          # P and s = min(4, P)
 
     def aggregate(self, grids: list[torch.Tensor]) -> list[torch.Tensor]:
-        """M maps (B, D, Hp, Wp), shallowest first -> M maps (B, C', Hp, Wp): level m's projection plus
-        the aggregate of level m + 1 (the deepest level is its projection alone)."""
-        if len(grids) != len(self.project):
-            raise ValueError(f"MLA head built for {len(self.project)} levels, got {len(grids)}")
-        projected = [project(g) for project, g in zip(self.project, grids)]       # M x (B, C', Hp, Wp)
-        merged = [projected[-1]]
-        for p in reversed(projected[:-1]):                                       # top-down: deepest first
+        """M maps (B, D, Hp, Wp), shallowest first -> M maps (B, C', Hp, Wp): level m's
+        projection plus the aggregate of level m + 1 (the deepest: projected alone)."""
+        levels = len(self.project)
+        if len(grids) != levels:
+            raise ValueError(f"MLA head built for {levels} levels, got {len(grids)}")
+        projected = [project(g) for project, g in zip(self.project, grids)]
+        merged = [projected[-1]]                          # each (B, C', Hp, Wp)
+        for p in reversed(projected[:-1]):                # top-down: deepest first
             merged.insert(0, p + merged[0])
         return merged
 
     def forward(self, grids: list[torch.Tensor]) -> torch.Tensor:
-        """M maps (B, D, Hp, Wp), shallowest first -> class scores (B, Y, Hp P, Wp P)."""
+        """M maps (B, D, Hp, Wp), shallowest first -> scores (B, Y, Hp P, Wp P)."""
         streams = []
         for merge, decode, x in zip(self.merge, self.decode, self.aggregate(grids)):
-            x = decode(merge(x))                                                 # (B, C' / 2, Hp, Wp)
-            streams.append(F.interpolate(x, scale_factor=self.level_scale, mode="bilinear", align_corners=False))
-        scores = self.classify(torch.cat(streams, dim=1))                        # (B, Y, Hp min(4, P), ...)
+            x = decode(merge(x))                          # (B, C' / 2, Hp, Wp)
+            x = F.interpolate(x, scale_factor=self.level_scale, mode="bilinear",
+                              align_corners=False)        # (B, C' / 2, s Hp, s Wp)
+            streams.append(x)
+        scores = self.classify(torch.cat(streams, dim=1))  # (B, Y, s Hp, s Wp)
         size = (grids[0].shape[-2] * self.scale, grids[0].shape[-1] * self.scale)
-        return F.interpolate(scores, size=size, mode="bilinear", align_corners=False)   # (B, Y, Hi, Wi)
+        return F.interpolate(scores, size=size, mode="bilinear",
+                             align_corners=False)         # (B, Y, Hi, Wi)
 
 
 class SETR(nn.Module):
@@ -195,8 +199,10 @@ class SETR(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """images (B, C, Hi, Wi) -> class scores (B, Y, Hi, Wi) for every pixel."""
-        maps = self.forward_levels(images)                                       # len(self.levels) x (B, D, Hp, Wp)
-        return self.decoder(maps) if isinstance(self.decoder, MLAHead) else self.decoder(maps[-1])
+        maps = self.forward_levels(images)           # one (B, D, Hp, Wp) per level
+        if isinstance(self.decoder, MLAHead):
+            return self.decoder(maps)                # every level
+        return self.decoder(maps[-1])                # the last block's map alone
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, *, num_classes: int,
