@@ -76,5 +76,23 @@ def test_the_list_of_terms_is_the_one_the_notes_give():
 def test_the_glossary_has_the_terms_the_chapters_introduce():
     """A few anchors: a term given in a chapter's text is in the glossary too."""
     glossary = glossary_terms()
-    for term in ("돌출 맵", "수작업 특징", "은닉 노드", "주목 행렬", "문맥 행렬", "병렬 처리", "마스크", "트랜스포머"):
+    for term in ("돌출 맵", "수작업 특징", "은닉 노드", "주목 행렬", "문맥 행렬", "병렬 처리", "마스크", "트랜스포머",
+                 "상대적인 위치", "멀티 모달 데이터", "백본", "다중 해상도", "계산 효율", "전역 정보", "지역 정보",
+                 "손실 함수", "물체", "응용 헤드"):
         assert term in glossary, term
+
+
+def test_every_glossary_term_is_on_the_page_its_row_names():
+    """A row says where its term is introduced: that page gives the Korean term in its text."""
+    text = (ROOT / "book" / "glossary.md").read_text(encoding="utf-8")
+    rows = [cells for line in text.splitlines() if line.startswith("|")
+            for cells in [line.split("|")]
+            if len(cells) > 4 and re.search(HANGUL, cells[2]) and cells[3].strip() != "where"]
+    assert len(rows) > 100
+    missing = []
+    for cells in rows:
+        term, pages = cells[2].strip(), re.findall(r"\{doc\}`([\w-]+)`", cells[3])
+        assert pages, f"the row of {term} names no page"
+        missing += [f"{term} ({page})" for page in pages
+                    if term not in (ROOT / "book" / f"{page}.md").read_text(encoding="utf-8")]
+    assert not missing, f"glossary terms absent from the page their row names: {missing}"
