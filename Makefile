@@ -60,6 +60,11 @@ grade: $(STAMP)  ## autograde submitted/*/LAB in per-student sandboxes; export g
 	@test -n "$(LAB)" || { echo "usage: make grade LAB=lab03_transformer"; exit 2; }
 	$(BIN)/python -m attnlab.course.grade $(LAB)
 
+.PHONY: similarity
+similarity: $(STAMP)  ## similarity report of LAB's answers among students and with the course's code: grades/LAB/similarity.html
+	@test -n "$(LAB)" || { echo "usage: make similarity LAB=lab04_vit"; exit 2; }
+	$(BIN)/python -m attnlab.grader.similarity $(LAB)
+
 DEBIAN_TEST_PACKAGES := chromium fonts-noto-cjk
 
 browser-deps:  ## install Debian's Chromium and a CJK font for the browser tests (needs root)
