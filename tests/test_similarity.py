@@ -97,13 +97,15 @@ def test_the_report_finds_the_planted_copies_and_spares_honest_pairs(planted):
 
 def test_given_code_never_counts(planted, monkeypatch, tmp_path):
     """The untouched lab matches nothing (its signature, docstring and stub are the lab's given code),
-    and it is the boilerplate that makes it so: without it, the untouched lab is flagged against the
-    solution cells (lab 4's encoder block gives its whole constructor)."""
+    and it is the handling of given code that makes it so: without the boilerplate and the blanked given
+    lines, the untouched lab is flagged against the solution cells (lab 4's encoder block gives its
+    whole constructor)."""
     report = planted[0]
     blank = [p for p in report.compared if "blank" in (p.a, p.b)]
     assert blank and all(p.a_to_b == 0 and p.b_to_a == 0 for p in blank)
     assert not [p for p in report.flagged if "blank" in (p.a, p.b)]
     monkeypatch.setattr(S, "_boilerplate", lambda given: S.np.array([], dtype=S.np.int64))
+    monkeypatch.setattr(S, "_blank_given", lambda source, given_lines: source)
     submitted = tmp_path / "submitted"
     shutil.copytree(planted[3] / "blank", submitted / "blank")
     alone = S.similarity_report(course=ROOT, lab=K.LAB, submitted=submitted, out=tmp_path / "out")
@@ -149,7 +151,7 @@ def test_a_class_of_30_and_the_command(planted, tmp_path, capsys):
 @pytest.mark.browser
 def test_the_report_shows_each_pair_side_by_side_offline(planted, browser):
     """similarity.html in headless Chromium with outside hosts refused: side-by-side panes, visible
-    highlighted matches, no console error; screenshot in build/reports/similarity.png."""
+    highlighted matches, no console error; screenshots in build/reports/similarity*.png."""
     report = planted[0]
     httpd = _serve(report.html_path.parent)
     visit = Visit(browser, f"http://127.0.0.1:{httpd.server_address[1]}")
@@ -169,8 +171,8 @@ def test_the_report_shows_each_pair_side_by_side_offline(planted, browser):
         assert not visit.errors and not visit.outside, (visit.errors, visit.outside)
         REPORTS.mkdir(parents=True, exist_ok=True)
         page.set_viewport_size({"width": 1400, "height": 1000})
-        page.locator("article.pair").first.scroll_into_view_if_needed()
-        page.screenshot(path=str(REPORTS / "similarity.png"), full_page=False)
+        page.screenshot(path=str(REPORTS / "similarity.png"))             # the header: how to read it
+        pairs.first.screenshot(path=str(REPORTS / "similarity_pair.png"))  # the first flagged pair
     finally:
         visit.close()
         httpd.shutdown()

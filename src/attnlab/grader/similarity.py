@@ -161,10 +161,22 @@ def _answers(submitted: Path, lab: str, exercises) -> tuple[dict[str, dict[str, 
 
 
 # ------------------------------------------------------------------------------ comparing
-def _fingerprint(name: str, source: str, boilerplate: np.ndarray):
+def _fingerprint(name: str, source: str, boilerplate: np.ndarray, given_lines: frozenset = frozenset()):
+    """copydetect's fingerprint of ``source``, whose lines of given code are blanked first (same length,
+    so that the matches' positions are positions in ``source``)."""
     from copydetect import CodeFingerprint
 
-    return CodeFingerprint(f"{name}.py", NOISE, 1, boilerplate, language="python", fp=io.StringIO(source))
+    fp = CodeFingerprint(f"{name}.py", NOISE, 1, boilerplate, language="python",
+                         fp=io.StringIO(_blank_given(source, given_lines)))
+    fp.raw_code = source
+    return fp
+
+
+def _blank_given(source: str, given_lines: frozenset) -> str:
+    """Lines that are the lab's given code, as spaces: no fingerprint spans given and answered code
+    (copydetect's boilerplate removes the given code's own fingerprints, not those that straddle it)."""
+    return "".join(" " * len(line.rstrip("\n")) + line[len(line.rstrip("\n")):]
+                   if line.strip() in given_lines else line for line in source.splitlines(keepends=True))
 
 
 def _boilerplate(given: list[str]) -> np.ndarray:
@@ -191,12 +203,13 @@ def similarity_report(*, course: Path, lab: str, submitted: Path, out: Path,
     course, submitted, out = Path(course), Path(submitted), Path(out)
     exercises, given = _course_code(course, lab)
     boilerplate = _boilerplate(given)
+    given_lines = frozenset(line.strip() for src in given for line in src.splitlines() if line.strip())
     answers, skipped = _answers(submitted, lab, exercises)
     compared = []
     for ex, exercise in exercises.items():
         course_refs = {f"solution:{ex}": exercise.solution, **exercise.references}
-        refs = {label: _fingerprint(label, src, boilerplate) for label, src in course_refs.items()}
-        prints = {s: _fingerprint(s, a[ex], boilerplate) for s, a in answers.items() if ex in a}
+        refs = {label: _fingerprint(label, src, boilerplate, given_lines) for label, src in course_refs.items()}
+        prints = {s: _fingerprint(s, a[ex], boilerplate, given_lines) for s, a in answers.items() if ex in a}
         names = list(prints)
         for i, s in enumerate(names):
             compared += [_compare(ex, s, t, "student", prints[s], prints[t]) for t in names[i + 1:]]
@@ -267,6 +280,10 @@ def _write_html(report: SimilarityReport) -> None:
         f'<tr><td>{e(p.exercise)}</td><td><a href="#pair-{i}">{e(p.a)}</a></td><td>{e(p.b)}</td>'
         f'<td class="num">{p.a_to_b:.2f}</td><td class="num">{p.b_to_a:.2f}</td><td>{e(p.kind)}</td></tr>'
         for i, p in enumerate(report.flagged))
+    per_exercise = "".join(
+        f"<li>{e(ex)}: {len({x for p in report.compared if p.exercise == ex for x in (p.a, p.b) if p.kind == 'student' or x == p.a})}"
+        f" answers, {sum(p.exercise == ex for p in report.flagged)} of {sum(p.exercise == ex for p in report.compared)} pairs flagged</li>"
+        for ex in dict.fromkeys(p.exercise for p in report.compared))
     skipped = "".join(f"<li><b>{e(s)}</b>: {e(why)}</li>" for s, why in report.skipped.items())
     body = "\n".join(_pair_html(i, p) for i, p in enumerate(report.flagged)) or "<p>No pair reached the threshold.</p>"
     page = f"""<!DOCTYPE html>
@@ -281,7 +298,9 @@ matches the other (and at least {MIN_MATCH} normalised characters do); matching 
 <p><b>This is evidence for a conversation, not a verdict.</b> Short exercises have few ways to be written:
 read both answers, and ask the student to explain theirs, before deciding anything.</p></div>
 <p>{len(report.students)} notebooks compared, {len(report.compared)} comparisons,
-{len(report.flagged)} pairs flagged, in {report.seconds:.1f} s.</p>
+{len(report.flagged)} pairs flagged, in {report.seconds:.1f} s. An exercise where most pairs are flagged
+has one natural answer: its flags say little.</p>
+<ul class="exercises">{per_exercise}</ul>
 {f'<h2 class="skipped">Notebooks not compared</h2><ul class="skipped">{skipped}</ul>' if skipped else ''}
 <table><thead><tr><th>exercise</th><th>a</th><th>b</th><th>a&rarr;b</th><th>b&rarr;a</th><th>kind</th></tr></thead>
 <tbody>{rows}</tbody></table>
