@@ -44,7 +44,7 @@ import nbformat
 
 from . import notebook, rules
 from . import preflight as _preflight
-from . import sandbox as _sandbox
+from ..grader import sandbox as _sandbox
 from . import worker as _worker
 from .export import export
 from .feedback import generate_feedback, hidden_lines, sanitize_for_feedback

@@ -22,7 +22,7 @@ import nbformat
 
 from . import answers, executor, notebook
 from . import preflight as _preflight
-from . import sandbox
+from ..grader import sandbox
 from .zygote import THREAD_ENV
 
 __all__ = ["LabFacts", "STUDENT_RE", "KERNEL_ENV", "start", "grade_student", "stop", "serve", "init_line"]

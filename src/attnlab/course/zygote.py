@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import sandbox
+from ..grader import sandbox
 
 __all__ = ["Zygote", "serve", "THREAD_ENV"]
 
