@@ -3,7 +3,7 @@
 The class (tests/similarity_class.py): 22 students answering ``patchify`` and ``attention_rollout``
 each in their own style, 2 who gave up after a line or two, 7 who copied (the package verbatim,
 renamed, reordered, reformatted, all three; two from a classmate, with edits), one who handed in the
-untouched lab and one whose notebook is not JSON. The report must flag at least 95% of the planted
+untouched lab, and two whose notebooks cannot be read (cut off; valid JSON but no notebook). The report must flag at least 95% of the planted
 copies and at most 5% of the honest pairs (honest student with honest student, or with the course).
 """
 
@@ -37,9 +37,20 @@ def planted(tmp_path_factory):
     broken = submitted / "broken" / K.LAB
     broken.mkdir(parents=True)
     (broken / f"{K.LAB}.ipynb").write_text('{"cells": [{"cell_type": "code", "source": ')    # cut off mid-file
+    odd = submitted / "odd" / K.LAB
+    odd.mkdir(parents=True)
+    (odd / f"{K.LAB}.ipynb").write_text('{"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": "x"}')
     start = time.perf_counter()
     report = S.similarity_report(course=ROOT, lab=K.LAB, submitted=submitted, out=base / "out")
     return report, copies, time.perf_counter() - start, submitted
+
+
+def _record(lines: list[str]) -> None:
+    """Print the figures of the closing note and keep them in build/reports/similarity.txt."""
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    with open(REPORTS / "similarity.txt", "a") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n" + "\n".join(lines))
 
 
 def _found(report, student, exercise, source) -> bool:
@@ -86,11 +97,11 @@ def test_the_report_finds_the_planted_copies_and_spares_honest_pairs(planted):
     false = [p for p in honest_pairs if p in report.flagged]
     recall = 1 - len(missed) / len(cases)
     rate = len(false) / len(honest_pairs)
-    print(f"\nsimilarity, planted class of {len(report.students)} notebooks (+1 malformed): "
-          f"recall {len(cases) - len(missed)}/{len(cases)} = {recall:.1%}, "
-          f"false flags {len(false)}/{len(honest_pairs)} honest pairs = {rate:.1%}, {seconds:.1f} s")
-    for p in false:
-        print(f"  honest pair flagged: {p.exercise} {p.a} / {p.b}: {p.a_to_b:.2f} {p.b_to_a:.2f}")
+    lines = [f"similarity, planted class of {len(report.students)} notebooks (+2 malformed): "
+             f"recall {len(cases) - len(missed)}/{len(cases)} = {recall:.1%}, "
+             f"false flags {len(false)}/{len(honest_pairs)} honest pairs = {rate:.1%}, {seconds:.1f} s"]
+    lines += [f"  honest pair flagged: {p.exercise} {p.a} / {p.b}: {p.a_to_b:.2f} {p.b_to_a:.2f}" for p in false]
+    _record(lines)
     assert recall >= 0.95, f"missed planted copies: {missed}"
     assert rate <= 0.05, [(p.exercise, p.a, p.b, round(p.score, 2)) for p in false]
 
@@ -114,9 +125,10 @@ def test_given_code_never_counts(planted, monkeypatch, tmp_path):
 
 def test_a_malformed_notebook_is_reported_and_does_not_stop_the_report(planted):
     report = planted[0]
-    assert "broken" in report.skipped and "unreadable" in report.skipped["broken"]
-    assert "broken" not in report.students and len(report.students) == len(K.honest()) + len(planted[1]) + 1
-    assert "broken" in report.html_path.read_text()
+    assert set(report.skipped) == {"broken", "odd"} and all("unreadable" in why for why in report.skipped.values())
+    assert len(report.students) == len(K.honest()) + len(planted[1]) + 1       # everyone else, and the blank lab
+    page = report.html_path.read_text()
+    assert "<b>broken</b>" in page and "<b>odd</b>" in page
 
 
 def test_the_csv_lists_the_flagged_pairs(planted):
@@ -134,7 +146,7 @@ def test_a_class_of_30_and_the_command(planted, tmp_path, capsys):
     course.mkdir()
     for name in ("nbgrader_config.py", "solutions", "labs", "src"):
         os.symlink(ROOT / name, course / name)
-    readable = [d for d in sorted(planted[3].iterdir()) if d.name != "broken"][:30]
+    readable = [d for d in sorted(planted[3].iterdir()) if d.name not in ("broken", "odd")][:30]
     assert len(readable) == 30
     for d in readable:
         shutil.copytree(d, course / "submitted" / d.name)
@@ -144,8 +156,7 @@ def test_a_class_of_30_and_the_command(planted, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "30 notebooks" in out
     assert (course / "grades" / K.LAB / "similarity.csv").is_file() and (course / "grades" / K.LAB / "similarity.html").is_file()
-    with capsys.disabled():
-        print(f"\nsimilarity report, a class of 30 notebooks of {K.LAB}: {seconds:.1f} s ({os.cpu_count()} cores)")
+    _record([f"similarity report, a class of 30 notebooks of {K.LAB}: {seconds:.1f} s ({os.cpu_count()} cores)"])
 
 
 @pytest.mark.browser

@@ -9,8 +9,11 @@ copydetect's winnowing over pygments tokens: names become ``V``/``F``/``O``, str
 and white space vanish, so renamed identifiers, rewritten comments and reformatting change nothing;
 every run of at least ``NOISE`` normalised characters that two answers share is found (the guarantee
 threshold equals the noise threshold: short cells are cheap to fingerprint whole), so reordered
-independent statements still match statement by statement. The lab's given code (the released cell:
-signature, docstring, stub lines) is copydetect's boilerplate and never counts.
+independent statements still match, each run of that length on its own. The lab's given code (the
+released cells: signature, docstring, stub lines) never counts: it is copydetect's boilerplate, and
+its lines are blanked before fingerprinting so that no match straddles given and answered code.
+``NOISE``, ``THRESHOLD`` and ``MIN_MATCH`` were set on the planted class of tests/test_similarity.py
+(book/instructors.md gives what it measured).
 
 Output: ``similarity.csv`` (the pairs at or above the threshold) and ``similarity.html`` (each flagged
 pair side by side, matching regions highlighted; one file, offline).
@@ -56,10 +59,10 @@ class Pair:
     a_to_b: float                   # share of a's answer (given code aside) found in b
     b_to_a: float
     matched: int                    # normalised characters of a that match b
-    source_a: str = field(repr=False, default="")
-    source_b: str = field(repr=False, default="")
-    slices_a: np.ndarray = field(repr=False, default=None)
-    slices_b: np.ndarray = field(repr=False, default=None)
+    source_a: str = field(repr=False, compare=False, default="")
+    source_b: str = field(repr=False, compare=False, default="")
+    slices_a: np.ndarray = field(repr=False, compare=False, default=None)   # (2, n) starts and ends in source_a
+    slices_b: np.ndarray = field(repr=False, compare=False, default=None)
 
     @property
     def score(self) -> float:
