@@ -3,8 +3,9 @@
 The class (tests/similarity_class.py): 22 students answering ``patchify`` and ``attention_rollout``
 each in their own style, 2 who gave up after a line or two, 7 who copied (the package verbatim,
 renamed, reordered, reformatted, all three; two from a classmate, with edits), one who handed in the
-untouched lab, and two whose notebooks cannot be read (cut off; valid JSON but no notebook). The report must flag at least 95% of the planted
-copies and at most 5% of the honest pairs (honest student with honest student, or with the course).
+untouched lab, and two whose notebooks cannot be read (cut off; valid JSON but no notebook). The
+report must flag at least 95% of the planted copies and at most 5% of the honest pairs (honest
+student with honest student, or with the course).
 """
 
 from __future__ import annotations
