@@ -56,9 +56,12 @@ lab: setup  ## open the student labs in JupyterLab (Validate; no instructor tool
 lab-instructor: setup  ## JupyterLab on the whole course with nbgrader's instructor tools (formgrader, Create Assignment)
 	$(BIN)/python -m attnlab.course.lab_app instructor
 
-grade: $(STAMP)  ## autograde submitted/*/LAB in per-student sandboxes; export grades (LAB=lab03_transformer)
+# Grading uses this checkout's sources whatever .venv is (a link to another checkout's venv, or one
+# older than the sources is never reinstalled from here), and writes no bytecode into them.
+grade:  ## autograde submitted/*/LAB: a judge process, each student's code in a sandbox (LAB=lab03_transformer)
 	@test -n "$(LAB)" || { echo "usage: make grade LAB=lab03_transformer"; exit 2; }
-	$(BIN)/python -m attnlab.course.grade $(LAB)
+	@test -x $(BIN)/python || $(MAKE) setup
+	PYTHONPATH=$(CURDIR)/src PYTHONDONTWRITEBYTECODE=1 $(BIN)/python -m attnlab.grader.grade $(LAB)
 
 .PHONY: similarity
 similarity: $(STAMP)  ## similarity report of LAB's answers among students and with the course's code: grades/LAB/similarity.html

@@ -396,6 +396,8 @@ def check_own_work(fn: Any, forbidden: Sequence[str], name: str = "your function
     forbids everything defined in it). Each lab's introduction lists exactly these names (a test of
     the course checks that). Methods of a class are checked too, and so are its base classes.
     """
+    if getattr(fn, "__attnlab_remote__", False):
+        return  # at grading the answer runs in the sandbox and is judged on its results alone
     forbidden = [(f, resolve_name(f)) if _isinstance(f, str) else (_label(f), f) for f in forbidden]
     _answer_rules(fn, name)
     for label, bad in forbidden:
@@ -430,6 +432,11 @@ def graded_alone(namespace: dict, **replacements: Any) -> Iterator[None]:
     the student's later code sees the reference; the student's own functions are put back on exit,
     whatever happened inside.
     """
+    judge = namespace.get("__judge__")
+    if judge is not None:  # at grading: the judge puts the course's answers in place in the sandbox
+        with judge.graded_alone(replacements):
+            yield
+        return
     missing = object()
     saved = {name: namespace.get(name, missing) for name in replacements}
     stand_ins = dict(replacements)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import nbformat
 
-from . import notebook
+from ..course import notebook
 from .nbgrader_setup import config_text, run_nbgrader
 
 __all__ = ["REDACTED", "GRADING_NOTE", "hidden_lines", "strip_hidden", "sanitize_for_feedback", "grading_note",

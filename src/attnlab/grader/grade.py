@@ -1,30 +1,28 @@
-"""Grade a lab: ``python -m attnlab.course.grade LAB [--submitted DIR] [--course DIR]`` (``make grade``).
+"""Grade a lab: ``python -m attnlab.grader.grade LAB [--submitted DIR] [--course DIR]`` (``make grade``).
 
 Reads ``submitted/<student>/<LAB>/*.ipynb`` (nbgrader's layout) and grades the students in parallel
-(a worker per core, as many as the memory allows; :mod:`attnlab.course.worker`). For each student:
+(a worker per core, as many as the memory allows; :mod:`attnlab.grader.worker`). For each student:
 
-1. **pre-flight** (:mod:`attnlab.course.preflight`): valid UTF-8 JSON notebook, expected name, size,
+1. **pre-flight** (:mod:`attnlab.grader.preflight`): valid UTF-8 JSON notebook, expected name, size,
    duplicated or missing test cells; a bad file is reported in plain words and scores zero, and
    never stops the others;
-2. **the graded notebook** (:mod:`attnlab.course.answers`): the lab's own cells with the student's
-   answers in the answer cells; cells the student added are not run; an answer cell that breaks
-   the answer-cell rules (:mod:`attnlab.course.rules`, checked here, before anything runs) is not
-   run and its exercise scores as unanswered;
-3. **a sandboxed grading kernel** (:mod:`attnlab.course.sandbox`, :mod:`attnlab.course.kernel_guard`):
-   new namespaces, a root of read-only system folders, no network, no privileges (as root: a fresh
-   uid; as an ordinary user: an unprivileged user namespace), limits; inside, an audit hook and a
-   guarded dispatch that confirms each test cell to the grader only when it ran to its end;
-4. **the verdict**, taken here (:mod:`attnlab.course.executor`): a test cell earns its points only
-   with no error and a valid confirmation;
-5. **merge** (:mod:`attnlab.course.gradebook`): this process writes the scores into the class
-   gradebook through nbgrader's API, and the executed notebooks into ``autograded/``;
-6. **feedback** without hidden tests and with the grading notes (:mod:`attnlab.course.feedback`);
-7. **export** (:mod:`attnlab.course.export`): ``grades/<LAB>/grades.csv``, ``nbgrader_grades.csv``,
-   ``summary.md`` and ``scores.png``.
+2. **the sandbox** (:mod:`attnlab.grader.sandbox`, :mod:`attnlab.grader.box`): the lab's set-up cells
+   and the student's answer cells run in a throw-away Linux sandbox, with the lab's graded reference
+   code stubbed out (:mod:`attnlab.grader.stubs`); cells the student added are not run;
+3. **the judge** (:mod:`attnlab.grader.judge`), in the worker's own process: every test cell of the
+   instructor's notebook, hidden tests included, runs here, calling the student's code in the
+   sandbox on copies of the judge's inputs and receiving the results as data
+   (:mod:`attnlab.grader.wire`); a test cell earns its points when it runs to its end here;
+4. **merge** (:mod:`attnlab.grader.gradebook`): this process writes the scores into the class
+   gradebook through nbgrader's API, and the autograded notebooks into ``autograded/``;
+5. **feedback** without hidden tests (:mod:`attnlab.grader.feedback`);
+6. **export** (:mod:`attnlab.grader.export`): ``grades/<LAB>/grades.csv``, ``nbgrader_grades.csv``,
+   ``summary.md`` and ``scores.png``; and the similarity report of the answers
+   (:mod:`attnlab.grader.similarity`): ``similarity.csv`` and ``similarity.html``.
 
 ``use_sandbox=False`` runs plain ``nbgrader autograde`` instead, one student at a time: only for
-measuring what the sandbox costs. The course is the one found from the working directory (or
-``--course``).
+measuring what the judge and the sandbox cost. The course is the one found from the working
+directory (or ``--course``).
 """
 
 from __future__ import annotations
@@ -42,9 +40,9 @@ from pathlib import Path
 
 import nbformat
 
-from . import notebook, rules
+from ..course import notebook
 from . import preflight as _preflight
-from ..grader import sandbox as _sandbox
+from . import sandbox as _sandbox
 from . import worker as _worker
 from .export import export
 from .feedback import generate_feedback, hidden_lines, sanitize_for_feedback
@@ -78,9 +76,7 @@ def _lab_facts(lab: str, source_dir: Path, release_dir: Path) -> _worker.LabFact
     sources = {p.stem: notebook.read(p) for p in sorted(source_dir.glob("*.ipynb"))}
     released = {name: notebook.read(release_dir / f"{name}.ipynb") for name in sources}
     _, points = exercises_of(sources)
-    lab_cells = [c.source for nb in sources.values() for c in nb.cells
-                 if c.cell_type == "code" and not notebook.is_solution_cell(c)]
-    return _worker.LabFacts(lab, sources, released, points, sorted(rules.lab_names(lab_cells)))
+    return _worker.LabFacts(lab, sources, released, points)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,12 +158,15 @@ class _Pool:
     """Worker processes (``python -m attnlab.course.worker``), each with its own warm kernel server."""
 
     def __init__(self, lab: _worker.LabFacts, limits: _sandbox.Limits, mode: str, workers: int, work: Path):
-        init = _worker.init_line(lab, limits, mode, str(work)) + "\n"
-        env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")}
-        self.procs = [subprocess.Popen([sys.executable, "-m", "attnlab.course.worker"], stdin=subprocess.PIPE,
+        import attnlab
+
+        env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+               "PYTHONDONTWRITEBYTECODE": "1", "ATTNLAB_FORCE_PROFILE": "smoke", "ATTNLAB_PROGRESS": "off"}
+        self.procs = [subprocess.Popen([sys.executable, "-m", "attnlab.grader.worker"], stdin=subprocess.PIPE,
                                        stdout=subprocess.PIPE, text=True, env=env) for _ in range(workers)]
-        for proc in self.procs:
-            proc.stdin.write(init)
+        package = str(Path(attnlab.__file__).resolve().parent)
+        for i, proc in enumerate(self.procs):
+            proc.stdin.write(_worker.init_line(lab, limits, mode, str(work / f"worker-{i}"), package) + "\n")
             proc.stdin.flush()
         self.idle = [p for p in self.procs if json.loads(p.stdout.readline() or "{}").get("ready")]
         if not self.idle:
@@ -203,10 +202,14 @@ class _Pool:
             self.close()
 
     def close(self) -> None:
-        from .cellrunner import stop_server
-
         for proc in self.procs:
-            stop_server(proc, timeout=30)
+            if proc.poll() is None:
+                try:
+                    proc.stdin.close()
+                    proc.wait(timeout=30)
+                except (OSError, subprocess.TimeoutExpired):
+                    proc.kill()
+                    proc.wait()
 
 
 def _keep(course: Path, lab: str, graded: dict, points: dict) -> StudentResult:
@@ -233,6 +236,7 @@ def grade_lab(
     limits: _sandbox.Limits | None = None,
     out_dir: Path | None = None,
     feedback: bool = True,
+    similarity: bool = True,
     use_sandbox: bool = True,
     mode: str | None = None,
     workers: int | None = None,
@@ -259,13 +263,14 @@ def grade_lab(
     work = Path(tempfile.mkdtemp(prefix="attnlab-grade-"))
     os.chmod(work, 0o711)
     try:
-        return _grade_class(lab, course, submitted, students, limits, out_dir, feedback, mode, workers, work, log)
+        return _grade_class(lab, course, submitted, students, limits, out_dir, feedback, mode, workers, work, log,
+                            similarity=similarity)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
 def _grade_class(lab: str, course: Path, submitted: Path, students, limits, out_dir: Path, feedback: bool,
-                 mode: str | None, workers: int | None, work: Path, log) -> ClassResult:
+                 mode: str | None, workers: int | None, work: Path, log, *, similarity: bool = True) -> ClassResult:
     db_url = f"sqlite:///{course / 'gradebook.db'}"
     template = work / "template"
     register_assignment(lab, course / "solutions" / lab, f"sqlite:///{template}/gradebook.db", template)
@@ -274,6 +279,8 @@ def _grade_class(lab: str, course: Path, submitted: Path, students, limits, out_
     names = students if students is not None else _students(submitted, lab)
     jobs = [(s, submitted / s / lab) for s in names]
     n_workers = worker_count(len(jobs), limits, workers) if mode else 1
+    log(f"grading {len(jobs)} student(s) of {lab} with {n_workers} worker(s) "
+        f"({'sandbox: ' + mode if mode else 'plain nbgrader, no sandbox'}); each line below is one student")
     t0 = time.monotonic()
     results: dict[str, StudentResult] = {}
     for graded in _results(facts, jobs, limits, mode, n_workers, work, template / "gradebook.db"):
@@ -295,6 +302,14 @@ def _grade_class(lab: str, course: Path, submitted: Path, students, limits, out_
                          out_dir / "summary.md", None, seconds=seconds, workers=n_workers)
     export(result, db_url, work / "export")
     result.save(out_dir / "result.json")
+    if similarity and names:
+        from .similarity import similarity_report
+
+        try:
+            similarity_report(course=course, lab=lab, submitted=submitted, out=out_dir)
+            log(f"similarity report: {out_dir / 'similarity.html'}")
+        except Exception as err:  # noqa: BLE001 - the grades stand without the report
+            log(f"similarity report failed: {type(err).__name__}: {err}")
     return result
 
 
@@ -306,6 +321,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--submitted", type=Path, default=None, help="submissions folder (default: COURSE/submitted)")
     parser.add_argument("--student", action="append", help="grade only this student (repeatable)")
     parser.add_argument("--no-feedback", action="store_true")
+    parser.add_argument("--no-similarity", action="store_true", help="skip the similarity report of the answers")
     parser.add_argument("--cell-timeout", type=int, default=None, help="seconds per cell (default 60)")
     parser.add_argument("--wall", type=float, default=None, help="seconds per student (default 600)")
     parser.add_argument("--workers", type=int, default=None, help="students graded at once (default: one per core)")
@@ -319,9 +335,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.wall:
         limits.wall_s = args.wall
     os.environ["ATTNLAB_FORCE_PROFILE"] = "smoke"
+    sys.dont_write_bytecode = True
     course = notebook.find_course_root(args.course)
     result = grade_lab(args.lab, course=course, submitted=args.submitted, students=args.student,
-                       limits=limits, feedback=not args.no_feedback, mode=args.sandbox, workers=args.workers)
+                       limits=limits, feedback=not args.no_feedback,
+                       similarity=not args.no_similarity, mode=args.sandbox, workers=args.workers)
     print(f"\ngrades: {result.csv_path}\nsummary: {result.summary_path}"
           + (f"\nplot: {result.plot_path}" if result.plot_path else ""))
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import nbformat
 
-from .notebook import nbgrader_meta, visible_source
+from ..course.notebook import nbgrader_meta, visible_source
 
 __all__ = ["MAX_BYTES", "Preflight", "cell_ids", "check_submission"]
 
