@@ -5,7 +5,10 @@
 * :func:`clip`: contrastive pre-training as in figure 1 (left) of Radford et al. (2021), the B x B
   similarity matrix with the pairs on its diagonal, and zero-shot classification by prompts;
 * :func:`bert_and_gpt`: BERT's masked words read with attention in both directions, beside GPT's
-  next word read with the causal mask (the mask drawn is :func:`attnlab.attention.causal_mask`).
+  next word read with the causal mask (the mask drawn is :func:`attnlab.attention.causal_mask`);
+* :func:`dalle`: DALL-E's two stages as in Ramesh et al. (2021): a discrete VAE that turns an image
+  into a grid of codebook ids, and a decoder-only Transformer over text tokens then image tokens
+  (a reading diagram: the course trains no DALL-E; the sizes default to the paper's).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from ..data.scenes import SHAPES
 from ..mae import random_masking
 from .core import PALETTE, Box, arrow, box, canvas, grid, label
 
-__all__ = ["mae", "clip", "bert_and_gpt"]
+__all__ = ["mae", "clip", "bert_and_gpt", "dalle"]
 
 _HIDDEN = "#adb5bd"       # a hidden patch, a mask token, a blocked pair of the attention pattern
 _POSITIVE = "#b2f2bb"     # CLIP's matching pairs
@@ -262,4 +265,63 @@ def bert_and_gpt(*, words: Sequence[str] = ("the", "red", "circles", "are", "sma
           layers=bert_layers, num_heads=num_heads, mask_prob=mask_prob)
     ax.plot([9.75, 9.75], [0.5, 9.9], linestyle=":", color="#adb5bd", linewidth=1.0)
     _gpt(ax, 10.2, words, dim=gpt_dim, layers=gpt_layers, num_heads=num_heads)
+    return fig
+
+
+def _stream(ax, y: float, text_tokens: int, image_tokens: int) -> list[tuple[Box, str]]:
+    """The one sequence DALL-E models, the caption's tokens then the image's (a few of each drawn),
+    each with the token it is trained to predict."""
+    shown = [("t1", "t2"), ("t2", "t3"), ("...", ""), (f"t{text_tokens}", "i1"), ("i1", "i2"), ("i2", "i3"),
+             ("...", ""), (f"i{image_tokens}", "end")]
+    out = []
+    for k, (text, target) in enumerate(shown):
+        x = 1.4 + 2.3 * k
+        if text == "...":
+            label(ax, (x, y), "...", fontsize=9)
+            continue
+        out.append((box(ax, (x, y), text, kind="input" if text[0] == "t" else "embed", w=1.2, h=0.55,
+                        fontsize=7), target))
+    return out
+
+
+def dalle(*, image_size: int = 256, grid_size: int = 32, codebook: int = 8192, text_tokens: int = 256,
+          text_vocab: int = 16384):
+    """DALL-E: (1) a discrete VAE, image -> ``grid_size`` x ``grid_size`` ids of a ``codebook`` -> image;
+    (2) a decoder-only Transformer over up to ``text_tokens`` text tokens followed by the image's
+    ids, trained to predict every next token; generation samples the image ids after the caption and
+    the dVAE's decoder turns them into pixels."""
+    n = grid_size * grid_size
+    fig, ax = canvas(19.0, 11.0, title=f"DALL-E: a {image_size} x {image_size} image as {n} tokens of a "
+                                       f"{codebook}-entry codebook, modelled after its caption")
+    label(ax, (0.2, 10.4), "1. discrete VAE (trained first, on images alone)", fontsize=9, ha="left")
+    image = box(ax, (1.8, 8.8), f"image\n3 x {image_size} x {image_size}", kind="input", w=2.8, h=1.0)
+    encoder = box(ax, (5.6, 8.8), "dVAE encoder\n(convolutions)", kind="conv", w=2.8, h=1.0)
+    ids = [["17", "4051", "...", "8"], ["902", "33", "...", "61"], ["...", "...", "...", "..."],
+           ["5", "7100", "...", "2"]]
+    codes = grid(ax, (8.4, 7.8), 4, 4, cell=0.5, colors=[[PALETTE["embed"]] * 4] * 4, text=ids, fontsize=5)
+    decoder = box(ax, (13.4, 8.8), "dVAE decoder\n(convolutions)", kind="conv", w=2.8, h=1.0)
+    rebuilt = box(ax, (17.0, 8.8), f"image\n3 x {image_size} x {image_size}", kind="output", w=2.8, h=1.0)
+    for a, b in ((image.right, encoder.left), (encoder.right, codes.left), (codes.right, decoder.left),
+                 (decoder.right, rebuilt.left)):
+        arrow(ax, a, b)
+    label(ax, (codes.x, codes.top[1] + 0.45), f"{grid_size} x {grid_size} = {n} ids,\neach one of {codebook}",
+          fontsize=7.5)
+    label(ax, (codes.x, codes.bottom[1] - 0.35), f"{3 * image_size * image_size // n} times fewer values "
+          "than pixels", fontsize=7, color="#495057")
+    label(ax, (0.2, 6.5), "2. a decoder-only Transformer over one stream: the caption, then the image",
+          fontsize=9, ha="left")
+    stream = _stream(ax, 1.3, text_tokens, n)
+    left, right = stream[0][0].left[0], stream[-1][0].right[0]
+    model = box(ax, ((left + right) / 2, 3.0), "Transformer decoder with the causal mask:\neach token sees the "
+                "caption and every token before it", kind="attention", w=right - left, h=1.0)
+    for token, target in stream:
+        arrow(ax, token.top, (token.x, model.bottom[1]))
+        out = box(ax, (token.x, 4.7), target, kind="output", w=1.2, h=0.5, fontsize=7)
+        arrow(ax, (token.x, model.top[1]), out.bottom)
+    label(ax, (model.x, 5.55), "trained to predict every next token; to draw an image, the caption is given, "
+          "the image ids are sampled\none by one, and the dVAE decoder (1) turns the grid into pixels",
+          fontsize=7.5)
+    label(ax, (stream[1][0].x, 0.5), f"caption: up to {text_tokens} BPE tokens (vocabulary {text_vocab})",
+          fontsize=7.5)
+    label(ax, (stream[4][0].x, 0.5), f"image: its {n} dVAE ids, row by row", fontsize=7.5)
     return fig
