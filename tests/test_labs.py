@@ -5,8 +5,10 @@
    time is reported at the end of the session);
 3. the lab follows the anatomy of CONTRIBUTING.md (parameters cell, setup, exercises with visible
    and hidden tests, only notebooks in the solution folder);
-4. every mutant loses points on its own exercise (and on no other), already on a visible test, and
-   every exercise has at least two mutants, each an edit of the solution that still applies;
+4. every mutant, graded by the judge as a student is (:mod:`attnlab.grader.judge`), loses points
+   on its own exercise (and on no other), already on a visible test; every exercise has at least two
+   mutants, each an edit of the solution that still applies; and the judge's verdicts are a real
+   kernel's;
 5. each lab's introduction lists exactly what each exercise's tests forbid its answer to call.
 
 (The untouched student notebook earning zero, and a real class graded through nbgrader's
@@ -22,7 +24,6 @@ import re
 import time
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from attnlab.course import harness, release
@@ -110,26 +111,76 @@ def test_every_exercise_has_two_mutants(lab):
     assert not unknown, f"mutants for exercises that do not exist: {unknown}"
 
 
+class _Judges:
+    """One judge per lab and test worker, with a warm server of plain (unsandboxed) boxes: the
+    mutants are graded exactly as students are (the judge runs the test cells, the box the answers),
+    without building a sandbox per mutant."""
+
+    def __init__(self):
+        self.boxes, self.plans = {}, {}
+
+    def get(self, lab: str):
+        if lab not in self.boxes:
+            from attnlab.grader import boxes, judge, sandbox, stubs
+
+            source = harness.read(harness.solution_path(lab, ROOT))
+            released = harness.read(ROOT / "labs" / lab / f"{lab}.ipynb")
+            plan = judge.plan_lab(lab, source, released)
+            self.boxes[lab] = boxes.Boxes(package=ROOT / "src" / "attnlab", graded=stubs.graded_names(plan.solutions),
+                                          mode="plain", limits=sandbox.Limits(cell_timeout_s=60))
+            self.plans[lab] = plan
+        return self.plans[lab], self.boxes[lab]
+
+    def judge(self, lab: str, answers: dict, tests=None):
+        from dataclasses import replace
+
+        from attnlab.grader import judge
+
+        plan, bx = self.get(lab)
+        if tests is not None:
+            plan = replace(plan, tests=tests)
+        channels = []
+
+        def connect():
+            channels.append(bx.connect())
+            return channels[-1]
+
+        try:
+            return judge.judge(plan, answers, connect)
+        finally:
+            for c in channels:
+                bx.close_box(c)
+
+    def close(self):
+        for bx in self.boxes.values():
+            bx.close()
+
+
 @pytest.fixture(scope="session")
-def cell_runner():
-    """One warm process per test worker: each mutant runs in a fork of it (no kernel start, no new
-    ``import torch``); the solutions themselves are executed by papermill above, in a real kernel."""
-    from attnlab.course.cellrunner import CellRunner
-
-    runner = CellRunner()
-    yield runner
-    runner.close()
+def judges():
+    j = _Judges()
+    yield j
+    j.close()
 
 
-def test_the_fast_runner_scores_like_a_kernel(tmp_path, cell_runner):
-    """The forked runner and a real kernel give the same verdicts on a lab with a mutant in it."""
+def _mutated_answers(lab: str, mutant) -> dict:
+    nb = harness.read(harness.solution_path(lab, ROOT))
+    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells if harness.notebook.is_solution_cell(c)}
+    answers[mutant.exercise] = mutant.apply(answers[mutant.exercise])
+    return answers
+
+
+@pytest.mark.slow
+def test_the_judge_scores_like_a_kernel(tmp_path, judges):
+    """The judge (test cells in its own process, the answers in a box) gives the verdicts a real
+    kernel running the whole notebook gives, on a lab with a mutant in it."""
     lab = "lab03_transformer"
     nb = harness.read(harness.solution_path(lab, ROOT))
     mutant = next(m for m in harness.load_mutants(lab, ROOT) if m.exercise == harness.exercises(nb)[1])
-    mutated = harness.substitute(nb, mutant)                             # exercises 1 and 2 with their tests
-    fast = harness.cell_scores(harness.execute_forked(mutated, cell_runner, cwd=tmp_path))
-    slow = harness.cell_scores(harness.execute(mutated, cwd=tmp_path)[0])
-    assert fast == slow and 0 < sum(fast.values()) < sum(harness.test_cells(mutated).values())
+    mutated = harness.substitute(nb, mutant, truncate=False)
+    kernel = harness.cell_scores(harness.execute(mutated, cwd=tmp_path)[0])
+    judged = judges.judge(lab, _mutated_answers(lab, mutant)).scores
+    assert judged == kernel and 0 < sum(judged.values()) < sum(harness.test_cells(nb).values())
 
 
 @pytest.mark.parametrize("lab", LABS)
@@ -162,33 +213,33 @@ def test_a_stale_edit_fails_loudly():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("lab,mutant", MUTANTS, ids=[f"{lab}-{m.exercise}-{m.name}" for lab, m in MUTANTS])
-def test_mutant_loses_points(lab, mutant, tmp_path, cell_runner):
-    """Each mutant loses points on its exercise, on no other, and already on a *visible* test: a
-    student sees the common mistakes before grading (a released copy of each test cell runs first)."""
-    nb = harness.read(harness.solution_path(lab, ROOT))
-    mutated = harness.substitute(nb, mutant)
-    mine = harness.tests_of(nb, mutant.exercise)
-    cells = []
-    for cell in mutated.cells:
-        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if gid in mine:  # the test cell as released (hidden tests removed), then the full one
-            cells.append(nbformat.v4.new_code_cell(harness.notebook.visible_source(cell.source),
-                                                   metadata={"visible_copy_of": gid}))
-        cells.append(cell)
-    mutated.cells = cells
-    executed = harness.execute_forked(mutated, cell_runner, cwd=tmp_path)
-    scores = harness.cell_scores(executed)
-    lost = sum(harness.test_cells(nb)[t] - scores[t] for t in mine)
-    passed = [t for t in mine if scores[t] > 0]
+def test_mutant_loses_points(lab, mutant, judges):
+    """Graded by the judge as a student is, each mutant loses points on its exercise, on no other,
+    and already on a *visible* test: a student sees the common mistakes before grading (a released
+    copy of each of its test cells is judged first)."""
+    from dataclasses import replace
+
+    plan, _ = judges.get(lab)
+    mine = [c.grade_id for c in plan.tests if c.exercise == mutant.exercise]
+    last = max(i for i, c in enumerate(plan.tests) if c.grade_id in mine)
+    tests = []
+    for case in plan.tests[: last + 1]:
+        if case.grade_id in mine:  # the test cell as released (hidden tests removed), then the full one
+            tests.append(replace(case, grade_id=f"visible:{case.grade_id}",
+                                 source=harness.notebook.visible_source(case.source)))
+        tests.append(case)
+    verdict = judges.judge(lab, _mutated_answers(lab, mutant), tests)
+    points = {c.grade_id: c.points for c in plan.tests}
+    lost = sum(points[t] - verdict.scores[t] for t in mine)
+    passed = [t for t in mine if verdict.scores[t] > 0]
     assert lost > 0, (f"mutant {mutant.name!r} ({mutant.why}) earned full points on {passed}: "
                       "the tests of this exercise cannot tell it from a right answer")
-    visible_failed = [c.metadata["visible_copy_of"] for c in executed.cells
-                      if "visible_copy_of" in c.metadata and any(o.get("output_type") == "error" for o in c.outputs)]
+    visible_failed = [t for t in verdict.errors if t.startswith("visible:")]
     assert visible_failed, (f"mutant {mutant.name!r} ({mutant.why}) passes every visible test of {mutant.exercise}: "
                             "only hidden tests catch this common mistake; add a visible test that can tell it apart")
-    # cells before the exercise must still pass: the mutant is wrong, not the harness
-    earlier = [t for t in scores if t not in mine and not harness.error_of(executed, t) == ""]
-    assert not earlier, f"tests of other exercises failed too: {[harness.error_of(executed, t) for t in earlier]}"
+    # tests of the other exercises still pass: the mutant is wrong, not the harness
+    earlier = {t: e for t, e in verdict.errors.items() if not t.startswith("visible:") and t not in mine}
+    assert not earlier, f"tests of other exercises failed too: {earlier}"
 
 
 def _own_work_calls(source: str) -> list[list[str]]:

@@ -34,7 +34,6 @@ __all__ = [
     "with_answers",
     "new_course",
     "execute",
-    "execute_forked",
     "cell_scores",
     "environment",
     "error_of",
@@ -184,24 +183,6 @@ def execute(nb, *, cwd: Path, profile: str = "smoke", timeout: int = 300, allow_
         NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
                        resources={"metadata": {"path": str(cwd)}}).execute()
         return nb, time.perf_counter() - start
-
-
-def execute_forked(nb, runner, *, cwd: Path, profile: str = "smoke", timeout: int = 300):
-    """Like :func:`execute`, through a warm :class:`~attnlab.course.cellrunner.CellRunner` (no kernel
-    start, no fresh ``import torch``): each failing cell gets an error output, as a kernel would give."""
-    nb = copy.deepcopy(nb)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    result = runner.run([c.source for c in code], cwd=str(cwd), timeout=timeout,
-                        env={"ATTNLAB_FORCE_PROFILE": profile, "ATTNLAB_PROGRESS": "off"})
-    if "errors" not in result:
-        why = "timed out" if result.get("timeout") else result.get("crash", "crashed")
-        errors = [f"NotebookDied: {why}"] * len(code)
-    else:
-        errors = result["errors"]
-    for cell, error in zip(code, errors):
-        cell.outputs = [] if error is None else [nbformat.v4.new_output(
-            "error", ename=error.split(":", 1)[0], evalue=error.split(":", 1)[-1].strip(), traceback=[error])]
-    return nb
 
 
 def cell_scores(nb) -> dict[str, float]:

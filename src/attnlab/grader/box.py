@@ -8,8 +8,8 @@ request's inputs), and it holds no key. Whatever it answers is data, checked by 
 
 Protocol (:mod:`attnlab.grader.wire` messages on one Unix socket; the judge asks, the box answers):
 
-* ``start``: ``{"setup": [source...], "answers": [[grade id, source]...]}`` -> the outcome of each
-  answer cell (error, its printed output, capped) and the names it defined;
+* ``setup``: the lab's set-up cells; ``cell``: one answer cell -> its outcome (error, its printed
+  output, capped) and the names it defined;
 * ``call`` a handle or a global with arguments; ``getattr``, ``setattr``, ``getitem``, ``len``,
   ``iter``, ``bool``, ``str``, ``isinstance``; ``backward`` through the graph of an earlier call;
   ``inject``/``restore``: put the course's own solution of earlier exercises under their names
@@ -114,18 +114,18 @@ class Box:
         err = result.error_in_exec or result.error_before_exec
         return {"output": out.text(), "error": _error(err) if err is not None else None}
 
-    def start(self, setup: list[str], answers: list[list[str]]) -> dict:
-        report = {"setup": [], "answers": []}
-        for source in setup:
-            report["setup"].append(self.run_cell(source))
+    def setup(self, setup: list[str]) -> dict:
+        """The lab's set-up cells (imports, settings): their outcomes."""
+        report = [self.run_cell(source) for source in setup]
         self.setup_ns = dict(self.ns)
-        for gid, source in answers:
-            before = {k: id(v) for k, v in self.ns.items()}
-            outcome = self.run_cell(source)
-            defined = {k: self.kind(v) for k, v in self.ns.items()
-                       if not k.startswith("_") and before.get(k) != id(v)}
-            report["answers"].append({"id": gid, **outcome, "names": defined})
-        return report
+        return {"setup": report}
+
+    def answer_cell(self, gid: str, source: str) -> dict:
+        """One answer cell: its outcome and the names it defined."""
+        before = {k: id(v) for k, v in self.ns.items()}
+        outcome = self.run_cell(source)
+        defined = {k: self.kind(v) for k, v in self.ns.items() if not k.startswith("_") and before.get(k) != id(v)}
+        return {"id": gid, **outcome, "names": defined}
 
     @staticmethod
     def kind(obj) -> str:
@@ -350,8 +350,10 @@ def serve(sock: socket.socket, box: Box) -> None:
             return
         op = request.get("op")
         try:
-            if op == "start":
-                value, extra = box.start(request["setup"], request["answers"]), {}
+            if op == "setup":
+                value, extra = box.setup(request["setup"]), {}
+            elif op == "cell":
+                value, extra = box.answer_cell(str(request["id"]), request["source"]), {}
             elif op == "inject":
                 value, extra = box.inject(request, buffers), {}
             elif op == "restore":
@@ -360,7 +362,13 @@ def serve(sock: socket.socket, box: Box) -> None:
                 box.graphs.clear()
                 value, extra = None, {}
             else:
-                value, extra = box.answer(request, buffers)
+                quiet = CappedStream(cap=0)  # what the student's code prints while serving is not kept
+                old = sys.stdout, sys.stderr
+                sys.stdout = sys.stderr = quiet
+                try:
+                    value, extra = box.answer(request, buffers)
+                finally:
+                    sys.stdout, sys.stderr = old
             header, bufs = box.encode(value)
             wire.send(sock, {"ok": header, **extra}, bufs)
         except Exception as err:  # noqa: BLE001 - the student's error is the answer

@@ -155,23 +155,45 @@ def _run_setup(plan: LabPlan) -> dict:
     return ns
 
 
-def _start(plan: LabPlan, answers: dict[str, str], connect, verdict: Verdict) -> tuple[remote.Channel, dict]:
-    """A connected sandbox that ran the set-up and the answers; the names they defined."""
-    channel = connect()
-    order = [[gid, answers.get(gid, plan.stubs.get(gid, ""))] for gid in plan.answers]
-    report, _ = channel.ask({"op": "start", "setup": plan.setup, "answers": order},
-                            what="your answer cells", timeout=channel.timeout * (len(order) + len(plan.setup) + 1))
-    names: dict[str, str] = {}
-    for item in report.get("answers", []) if isinstance(report, dict) else []:
-        gid = str(item.get("id"))
-        verdict.answers[gid] = {"output": str(item.get("output") or ""), "error": item.get("error")}
-        for n, kind in (item.get("names") or {}).items():
-            if isinstance(n, str) and n.isidentifier() and kind in ("class", "function", "value"):
-                names[n] = kind
-    failed = [s for s in report.get("setup", []) if s.get("error")] if isinstance(report, dict) else []
-    if failed:
-        verdict.messages.append("the lab's set-up cells failed in the sandbox: " + failed[0]["error"].get("message", ""))
-    return channel, names
+def _start(plan: LabPlan, answers: dict[str, str], connect, verdict: Verdict,
+           skip: set[str]) -> tuple[remote.Channel, dict]:
+    """A connected sandbox that ran the set-up and the answers; the names they defined.
+
+    Each answer cell runs on its own time limit; one that does not finish (an endless loop at the top
+    of the cell) is recorded, and the sandbox is started again without it: only that exercise loses.
+    """
+    while True:
+        channel = connect()
+        report, _ = channel.ask({"op": "setup", "setup": plan.setup}, what="the lab's set-up cells",
+                                timeout=channel.timeout * 2)
+        failed = [s for s in report.get("setup", []) if s.get("error")] if isinstance(report, dict) else []
+        if failed and not verdict.messages:
+            verdict.messages.append("the lab's set-up cells failed in the sandbox: "
+                                    + str(failed[0]["error"].get("message", "")))
+        names: dict[str, str] = {}
+        try:
+            for gid in plan.answers:
+                if gid in skip:
+                    continue
+                source = answers.get(gid, plan.stubs.get(gid, ""))
+                item, _ = channel.ask({"op": "cell", "id": gid, "source": source}, what=f"your answer cell {gid}")
+                _record(item, verdict, names)
+            return channel, names
+        except remote.BoxDied as err:
+            skip.add(gid)
+            verdict.answers[gid] = {"output": "", "error": {"type": "TimeoutError", "message": str(err),
+                                                           "traceback": f"{err}: this answer cell was not run"}}
+            verdict.messages.append(f"{gid}: {err}; the exercise is graded without it")
+
+
+def _record(item, verdict: Verdict, names: dict) -> None:
+    if not isinstance(item, dict):
+        return
+    gid = str(item.get("id"))
+    verdict.answers[gid] = {"output": str(item.get("output") or ""), "error": item.get("error")}
+    for n, kind in (item.get("names") or {}).items():
+        if isinstance(n, str) and n.isidentifier() and kind in ("class", "function", "value"):
+            names[n] = kind
 
 
 def judge(plan: LabPlan, answers: dict[str, str], connect, *, restarts: int = 2) -> Verdict:
@@ -180,9 +202,9 @@ def judge(plan: LabPlan, answers: dict[str, str], connect, *, restarts: int = 2)
     t0 = time.monotonic()
     verdict = Verdict({c.grade_id: 0.0 for c in plan.tests})
     hooks = _Hooks(plan, verdict)
-    channel = None
+    channel, skip = None, set()
     try:
-        channel, names = _start(plan, answers, connect, verdict)
+        channel, names = _start(plan, answers, connect, verdict, skip)
         ns = _run_setup(plan)
         ns.update(remote.globals_of(channel, names))
         ns["__judge__"], hooks.channel = hooks, channel
@@ -190,7 +212,7 @@ def judge(plan: LabPlan, answers: dict[str, str], connect, *, restarts: int = 2)
             if channel.dead and restarts > 0:
                 restarts -= 1
                 verdict.messages.append(f"the sandbox was restarted after: {channel.dead}")
-                channel, names = _start(plan, answers, connect, Verdict({}))
+                channel, names = _start(plan, answers, connect, Verdict({}), skip)
                 ns.update(remote.globals_of(channel, names))
                 hooks.channel = channel
             _run_case(case, ns, channel, verdict)
