@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from attnlab import grading as G
-from attnlab.course import feedback, grade, preflight, sandbox
+from attnlab.grader import feedback, grade, preflight, sandbox
 
 FIXTURE_SRC = Path(__file__).resolve().parent / "fixtures" / "course" / "solutions" / "lab99_fixture" / "lab99_fixture.ipynb"
 
@@ -174,35 +174,62 @@ def test_exercises_of_fixture(source):
 SANDBOXES = [m for m in ("root", "user") if sandbox.available(m)[0]]
 
 
-@pytest.fixture(scope="module", params=SANDBOXES)
-def zygote(request):
-    from attnlab.course.zygote import Zygote
-
-    z = Zygote(request.param)
-    yield z
-    z.close()
+@pytest.fixture(params=SANDBOXES)
+def mode(request):
+    return request.param
 
 
-def _probe(zygote, tmp_path: Path, code: str, limits=None, timeout: float = 60) -> tuple[str, Path]:
-    """Run ``code`` as the sandboxed student process (after the privilege drop, with no audit hook)."""
+# Run as the sandbox's student process (C of attnlab.grader.sandbox.enter): the probe's output goes
+# to probe.out in its working folder. argv: the BoxSpec as JSON, the probe's code.
+_PROBE_DRIVER = """
+import json, os, sys
+from attnlab.grader import sandbox
+spec, code = sandbox.BoxSpec(**json.loads(sys.argv[1])), sys.argv[2]
+
+def start():
+    with open("probe.out", "w") as out:
+        os.dup2(out.fileno(), 1)
+        os.dup2(out.fileno(), 2)
+        try:
+            exec(compile(code, "<probe>", "exec"), {"__name__": "__main__"})
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+
+a = os.fork()
+if a == 0:
+    try:
+        b = sandbox.enter(spec, start)
+    except OSError as err:
+        print(f"the sandbox could not be made: {err}", file=sys.stderr)
+        os._exit(71)
+    os.waitpid(b, 0)
+    os._exit(0)
+os.waitpid(a, 0)
+"""
+
+
+def _probe(mode: str, tmp_path: Path, code: str, limits=None, timeout: float = 60) -> tuple[str, Path]:
+    """Run ``code`` as the sandboxed student process, in a sandbox of ``mode`` (``"root"`` or ``"user"``)."""
     import dataclasses
-    import time
+    import subprocess
 
-    from attnlab.course.executor import _alive
-
-    box = tmp_path / f"box-{zygote.mode}"
+    box = tmp_path / f"box-{mode}"
     for d in ("root", "work", "ipc"):
         (box / d).mkdir(parents=True)
-    spec = sandbox.BoxSpec(zygote.mode, str(box / "root"), str(box / "work"), str(box / "ipc"), uid=sandbox.pick_uid(),
+    spec = sandbox.BoxSpec(mode, str(box / "root"), str(box / "work"), str(box / "ipc"), uid=sandbox.pick_uid(),
                            limits=dataclasses.asdict(limits or sandbox.Limits(kernel_nproc=32)),
                            ro=sandbox.python_roots())
-    answer = zygote.start({"op": "probe", "spec": dataclasses.asdict(spec), "code": textwrap.dedent(code)})
-    assert "pid" in answer, answer
-    deadline = time.monotonic() + timeout
-    while _alive(answer["pid"]) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    cmd = [sys.executable, "-c", _PROBE_DRIVER, json.dumps(dataclasses.asdict(spec)), textwrap.dedent(code)]
+    if mode == "user":
+        cmd = ["unshare", "--user", "--map-root-user", *cmd]
+    with open(box / "sandbox.log", "w") as log:
+        subprocess.run(cmd, stdout=log, stderr=log, timeout=timeout, check=False)
     out = box / "work" / "probe.out"
-    return (out.read_text() if out.exists() else "") + (box / "sandbox.log").read_text() * (box / "sandbox.log").exists(), box
+    return (out.read_text() if out.exists() else "") + (box / "sandbox.log").read_text(), box
 
 
 VIEW_PROBE = """
@@ -244,7 +271,7 @@ print(json.dumps(out))
 """
 
 
-def view_report(zygote, base: Path) -> dict:
+def view_report(mode: str, base: Path) -> dict:
     """What the sandbox shows a student process (see :data:`VIEW_PROBE`); ``base`` is a scratch folder."""
     import socket
 
@@ -258,7 +285,7 @@ def view_report(zygote, base: Path) -> dict:
     try:
         code = VIEW_PROBE.format(solutions=str(Path(attnlab.__file__).resolve().parents[2] / "solutions"),
                                  secret=str(secret), port=server.getsockname()[1])
-        text, box = _probe(zygote, base, code)
+        text, box = _probe(mode, base, code)
     finally:
         server.close()
     out = json.loads(text.strip().splitlines()[-1])
@@ -279,21 +306,15 @@ def _check_view(out: dict, mode: str, nproc_enforced: bool) -> None:
         assert out["uid"] >= 200_000, out  # a fresh uid, never root
 
 
-def test_sandbox_view(zygote, tmp_path):
+def test_sandbox_view(mode, tmp_path):
     """Inside: no course, no solutions, no network (not even the host's loopback), system folders
     read-only, its own folder writable, its own processes only, no privileges, a process limit."""
-    _check_view(view_report(zygote, tmp_path), zygote.mode, zygote.mode == "root" or os.geteuid() != 0)
+    _check_view(view_report(mode, tmp_path), mode, mode == "root" or os.geteuid() != 0)
 
 
 def unprivileged_view(base: Path) -> None:
     """Run by :func:`test_sandbox_view_as_an_unprivileged_user` as that user."""
-    from attnlab.course.zygote import Zygote
-
-    z = Zygote("user")
-    try:
-        (base / "report.json").write_text(json.dumps(view_report(z, base)))
-    finally:
-        z.close()
+    (base / "report.json").write_text(json.dumps(view_report("user", base)))
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not sandbox.available("user")[0], reason="run as root, to become a user")
@@ -312,7 +333,7 @@ def test_sandbox_view_as_an_unprivileged_user(tmp_path):
     assert out["uid"] == 0  # root of its own user namespace, with no capability (checked above)
 
 
-def test_a_killed_sandbox_takes_its_processes_with_it(zygote, tmp_path):
+def test_a_killed_sandbox_takes_its_processes_with_it(mode, tmp_path):
     """The student's processes die with the sandbox: a child that outlives the probe does not survive."""
     probe = """
         import os, time
@@ -323,7 +344,7 @@ def test_a_killed_sandbox_takes_its_processes_with_it(zygote, tmp_path):
             os._exit(0)
         print("parent done")
     """
-    text, box = _probe(zygote, tmp_path, probe)
+    text, box = _probe(mode, tmp_path, probe)
     import time
 
     time.sleep(4)

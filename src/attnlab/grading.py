@@ -3,18 +3,14 @@
 Every check raises ``AssertionError`` with a message that says what was expected and what came
 ("expected shape (B, T, D) = (2, 5, 16), got (2, 16, 5)"), so that a student can act on it.
 
-The checks do not trust objects the student made:
+Types are strict: a result must be a real ``torch.Tensor`` (``type(x) is torch.Tensor`` or an
+``nn.Parameter``), not an object that pretends to be one; values are compared after
+``detach().to("cpu", float64)``, with the comparison functions bound here when the module is
+first imported.
 
-* types are strict: a result must be a real ``torch.Tensor`` (``type(x) is torch.Tensor`` or an
-  ``nn.Parameter``), not an object that pretends to be one or whose ``__eq__`` always says yes;
-* the comparison functions are the trusted copies bound here when this module is first imported
-  (the lab's setup cell imports it before any student code runs), so replacing
-  ``torch.allclose`` or ``numpy.testing.assert_allclose`` later changes nothing here;
-* values are compared after ``detach().to("cpu", float64)`` with our own arithmetic.
-
-At grading, the test cells run in a kernel that refuses changes to this module from student code
-and confirms each test cell to the grader only when it ran to its end (see
-``attnlab.course.kernel_guard``).
+While a student works, the checks run in the student's own kernel. At grading they run in the
+judge's process, not the student's: the student's answers run in a sandbox, and what a test
+compares reached the judge as data (see :mod:`attnlab.grader`).
 """
 
 from __future__ import annotations
@@ -34,8 +30,6 @@ __all__ = [
     "check_float",
     "check_raises",
     "check_true",
-    "check_own_work",
-    "resolve_name",
     "graded_alone",
 ]
 
@@ -240,188 +234,6 @@ def check_true(condition: Any, message: str) -> None:
         raise AssertionError(message)
 
 
-def _loaded(name: str) -> Any:
-    """A module that is already imported (nothing is imported on a student's behalf)."""
-    import sys
-
-    return sys.modules.get(name)
-
-
-def _follow(obj: Any, attr: str) -> Any:
-    """``obj.attr`` for a module or a class (looked up statically: no student code runs)."""
-    import inspect
-    import types
-
-    if _isinstance(obj, types.ModuleType):
-        return vars(obj).get(attr)
-    if _isinstance(obj, type):
-        try:
-            return inspect.getattr_static(obj, attr)
-        except AttributeError:
-            return None
-    return None
-
-
-def _code_references(code: Any, g: dict) -> list[Any]:
-    """What one code object reaches: global names and their attribute chains, and modules it
-    imports (``import attnlab.attention as a`` inside a function) with the chains that follow them."""
-    import builtins
-    import dis
-
-    found: list[Any] = []
-    local: dict[str, Any] = {}
-    current, fromlist, chain = None, None, None  # chain: the module an import statement is walking
-    for ins in dis.get_instructions(code):
-        op = ins.opname
-        if op in ("LOAD_GLOBAL", "LOAD_NAME"):
-            current = g.get(ins.argval, getattr(builtins, str(ins.argval), None))
-            current = local.get(ins.argval, current) if op == "LOAD_NAME" else current
-        elif op in ("LOAD_FAST", "LOAD_DEREF", "LOAD_CLOSURE"):
-            current = local.get(ins.argval)
-        elif op == "IMPORT_NAME":
-            name = str(ins.argval)
-            found.append(_loaded(name))
-            current = chain = _loaded(name if fromlist else name.split(".")[0])
-        elif op == "IMPORT_FROM":
-            current = chain = _follow(chain, ins.argval)
-        elif op in ("LOAD_ATTR", "LOAD_METHOD") and current is not None:
-            current = _follow(current, ins.argval)
-        elif op.startswith("STORE_") and current is not None:
-            local[ins.argval] = current
-            current = None
-            continue
-        elif op == "LOAD_CONST":
-            fromlist = ins.argval
-            current = None
-            continue
-        else:
-            current = None
-            continue
-        if current is not None:
-            found.append(current)
-    return found
-
-
-def _referenced_objects(fn: Any) -> list[Any]:
-    """The objects a function reaches: through global names and attribute chains in its code (and
-    its nested functions'), modules it imports, its default arguments and its closure.
-
-    The bytecode is read: a call of a forbidden function is found however it is spelled. (At
-    grading the kernel also watches the calls themselves while the tests run: see
-    ``attnlab.course.tripwire``.)
-    """
-    import functools
-
-    if _type(fn) is functools.partial:
-        return [fn.func, *fn.args, *fn.keywords.values(), *_referenced_objects(fn.func)]
-    code = getattr(fn, "__code__", None)
-    if code is None:
-        return []
-    found: list[Any] = list(getattr(fn, "__defaults__", None) or ()) + list((getattr(fn, "__kwdefaults__", None) or {}).values())
-    for cell in getattr(fn, "__closure__", None) or ():
-        try:
-            found.append(cell.cell_contents)
-        except ValueError:  # an empty cell
-            pass
-    g = getattr(fn, "__globals__", {})
-    stack = [code]
-    while stack:
-        c = stack.pop()
-        stack.extend(const for const in c.co_consts if _type(const) is _type(code))
-        found += _code_references(c, g)
-    return found
-
-
-def resolve_name(dotted: str) -> Any:
-    """The object a dotted name names: ``"torch.nn.functional.scaled_dot_product_attention"``,
-    ``"attnlab.attention"`` (the longest importable module prefix, then attributes)."""
-    import importlib
-
-    parts = dotted.split(".")
-    for cut in range(len(parts), 0, -1):
-        try:
-            obj = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for attr in parts[cut:]:
-            obj = getattr(obj, attr)
-        return obj
-    raise ValueError(f"cannot resolve {dotted!r}")
-
-
-def _is_forbidden(obj: Any, bad: Any) -> bool:
-    """``obj`` is ``bad``, or is defined in ``bad`` when ``bad`` is a module."""
-    if obj is bad:
-        return True
-    if _type(bad).__name__ != "module":
-        return False
-    mod = getattr(obj, "__module__", None) if not _type(obj).__name__ == "module" else getattr(obj, "__name__", None)
-    return _isinstance(mod, str) and (mod == bad.__name__ or mod.startswith(bad.__name__ + "."))
-
-
-def _label(bad: Any) -> str:
-    return getattr(bad, "__qualname__", None) or getattr(bad, "__name__", repr(bad))
-
-
-def _answer_rules(fn: Any, name: str) -> None:
-    """The answer-cell rules of grading, on the cell that defines ``fn`` (when its source is known)."""
-    import linecache
-
-    from attnlab.course import rules
-
-    target = fn
-    if _isinstance(fn, type):
-        target = next((v for v in vars(fn).values() if hasattr(v, "__code__")), None)
-    code = getattr(target, "__code__", None)
-    lines = linecache.getlines(code.co_filename) if code is not None else []
-    if not lines:
-        return
-    import types
-
-    lab_names = {k for k, v in getattr(target, "__globals__", {}).items()
-                 if (_isinstance(v, types.ModuleType) and not rules.import_allowed(v.__name__))
-                 or getattr(v, "__module__", None) == __name__}
-    found = rules.check("".join(lines), lab_names=lab_names)
-    if found:
-        raise AssertionError(f"the answer cell that defines {name} would not be run at grading "
-                             f"(it would score as unanswered): {rules.describe(found)}")
-
-
-def check_own_work(fn: Any, forbidden: Sequence[str], name: str = "your function") -> None:
-    """Require that ``fn`` is the student's own work: it follows the answer-cell rules of grading
-    and does not call (or inherit, or simply be) the reference it is graded against.
-
-    ``forbidden`` lists dotted names of what the exercise asks the student to write themselves,
-    e.g. ``["attnlab.attention", "torch.nn.functional.scaled_dot_product_attention"]`` (a module
-    forbids everything defined in it). Each lab's introduction lists exactly these names (a test of
-    the course checks that). Methods of a class are checked too, and so are its base classes.
-    """
-    if getattr(fn, "__attnlab_remote__", False):
-        return  # at grading the answer runs in the sandbox and is judged on its results alone
-    forbidden = [(f, resolve_name(f)) if _isinstance(f, str) else (_label(f), f) for f in forbidden]
-    _answer_rules(fn, name)
-    for label, bad in forbidden:
-        if _is_forbidden(fn, bad):
-            raise AssertionError(f"{name} is {label}, which this exercise asks you to write yourself")
-        for base in (fn.__mro__[1:] if _isinstance(fn, type) else ()):
-            if _is_forbidden(base, bad):
-                raise AssertionError(f"{name} inherits from {_label(base)} ({label}), which this exercise asks you "
-                                     "to write yourself")
-    targets = [fn]
-    if _isinstance(fn, type):
-        targets = [getattr(v, "__func__", v) for v in vars(fn).values() if callable(getattr(v, "__func__", v))]
-    for target in targets:
-        for obj in _referenced_objects(target):
-            for label, bad in forbidden:
-                if _is_forbidden(obj, bad):
-                    raise AssertionError(f"{name} calls {label}, which this exercise asks you to write yourself")
-
-
-# The stand-ins ``graded_alone`` has put in place, innermost last: the grading kernel's own-work
-# watch lets an answer call these (they are the lab's, not the student's doing).
-_ALONE: list[dict] = []
-
-
 @contextlib.contextmanager
 def graded_alone(namespace: dict, **replacements: Any) -> Iterator[None]:
     """Grade one exercise on its own: temporarily bind ``replacements`` in the notebook's namespace.
@@ -439,9 +251,7 @@ def graded_alone(namespace: dict, **replacements: Any) -> Iterator[None]:
         return
     missing = object()
     saved = {name: namespace.get(name, missing) for name in replacements}
-    stand_ins = dict(replacements)
     namespace.update(replacements)
-    _ALONE.append(stand_ins)
     try:
         yield
     finally:
@@ -450,5 +260,3 @@ def graded_alone(namespace: dict, **replacements: Any) -> Iterator[None]:
                 namespace.pop(name, None)
             else:
                 namespace[name] = value
-        if stand_ins in _ALONE:
-            _ALONE.remove(stand_ins)
