@@ -3,14 +3,16 @@
 Builds a throw-away course with one lab released, hands in ``--students`` notebooks (half answered
 with the solution, half left blank, as a class mid-way would be), and grades them three ways:
 
-1. the course's command in its sandbox, one worker per core (``mode`` root when run as root);
+1. the course's command (the judge, each student's answers in a sandbox), one worker per core
+   (``mode`` root when run as root);
 2. the same as an unprivileged user's sandbox (``mode="user"``: user namespaces, no root), when the
    machine allows it;
 3. plain ``nbgrader autograde`` (``use_sandbox=False``: a kernel per student, no sandbox, no
-   guard), on a few of the students only, since it is the slow reference.
+   judge), on a few of the students only, since it is the slow reference.
 
-It prints students/minute for each and the seconds per student of (1) and (2) against (3), measured
-in the same process; run it on a quiet machine (other work on the cores moves every figure).
+It prints students/minute for each (start-up included), the seconds until the first progress line,
+and the seconds per student of (1) and (2) against (3), measured in the same process; run it on a
+quiet machine (other work on the cores moves every figure).
 Needs root or unprivileged user namespaces for (1) and (2), as grading does.
 """
 
@@ -24,8 +26,9 @@ from pathlib import Path
 
 import nbformat
 
-from attnlab.course import grade, harness, sandbox
+from attnlab.course import harness
 from attnlab.course.notebook import find_course_root
+from attnlab.grader import grade, sandbox
 
 
 def make_class(lab: str, course: Path, students: int, root: Path) -> list[str]:
@@ -44,11 +47,14 @@ def make_class(lab: str, course: Path, students: int, root: Path) -> list[str]:
 def timed(label: str, lab: str, course: Path, students: list[str], **kwargs) -> float:
     """Grade ``students``; print and return the seconds per student (start-up included)."""
     t0 = time.monotonic()
-    result = grade.grade_lab(lab, course=course, students=students, feedback=False, log=lambda *_: None, **kwargs)
+    lines: list[float] = []
+    result = grade.grade_lab(lab, course=course, students=students, feedback=False, similarity=False,
+                             log=lambda *_: lines.append(time.monotonic() - t0), **kwargs)
     seconds = time.monotonic() - t0
     scores = sorted({sum(r.scores.values()) for r in result.students.values()})
+    first = f"first line after {lines[0]:.2f} s, first student after {lines[1]:.1f} s" if len(lines) > 1 else ""
     print(f"{label:<38} {len(students):>3} students in {seconds:6.1f} s: {60 * len(students) / seconds:5.1f} "
-          f"students/minute, {seconds / len(students):5.2f} s/student (scores seen: {scores})")
+          f"students/minute, {seconds / len(students):5.2f} s/student (scores seen: {scores}); {first}")
     return seconds / len(students)
 
 

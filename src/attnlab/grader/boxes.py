@@ -35,6 +35,29 @@ def _ro_roots(stub_root: Path) -> list[str]:
     return sorted(roots)
 
 
+def _tree_rss(root: int) -> int:
+    """Resident bytes of ``root`` and every process below it (read from the host's ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    page = os.sysconf("SC_PAGE_SIZE")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+        rss[int(entry)] = int(fields[21]) * page
+    total, todo = 0, [root]
+    while todo:
+        pid = todo.pop()
+        total += rss.get(pid, 0)
+        todo += children.get(pid, [])
+    return total
+
+
 class Boxes:
     """The sandboxes of one grading worker for one lab."""
 
@@ -76,9 +99,19 @@ class Boxes:
             raise remote.BoxDied("the sandbox did not connect") from None
         finally:
             listener.close()
-        channel = remote.Channel(conn, timeout=self.limits.cell_timeout_s)
-        self.live[id(channel)] = (int(answer["pid"]), spec.cgroups, folder)
+        pid = int(answer["pid"])
+        channel = remote.Channel(conn, timeout=self.limits.cell_timeout_s,
+                                 watch=lambda: self._over_memory(pid))
+        self.live[id(channel)] = (pid, spec.cgroups, folder)
         return channel
+
+    def _over_memory(self, pid: int) -> str | None:
+        """Why the sandbox must stop (its processes hold more memory than the limit), or None."""
+        rss = _tree_rss(pid)
+        if rss > self.limits.memory:
+            self._kill(pid, [], None)
+            return f"your code used more than {self.limits.memory / 2**30:.1f} GiB of memory"
+        return None
 
     def _spec(self, folder: Path) -> sandbox.BoxSpec:
         uid = sandbox.pick_uid() if self.mode == "root" else 0

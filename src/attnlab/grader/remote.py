@@ -23,6 +23,7 @@ runs unchanged in the judge, and:
 from __future__ import annotations
 
 import builtins
+import select
 import socket
 import time
 
@@ -72,8 +73,8 @@ def is_remote(obj) -> bool:
 class Channel:
     """One connected sandbox: requests and answers, with a time limit per request."""
 
-    def __init__(self, sock: socket.socket, *, timeout: float = 60.0):
-        self.sock, self.timeout = sock, timeout
+    def __init__(self, sock: socket.socket, *, timeout: float = 60.0, watch=None):
+        self.sock, self.timeout, self.watch = sock, timeout, watch
         self.requests = 0
         self.modified: list[str] = []
         self.dead: str | None = None
@@ -119,10 +120,15 @@ class Channel:
 
     def _recv(self, deadline: float, limit: float, what: str):
         try:
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            return wire.recv(self.sock)
-        except socket.timeout:
-            self.dead = f"{what} did not return within {limit:g} s"
+            while True:  # wait in short steps, watching the sandbox (its memory) between them
+                ready, _, _ = select.select([self.sock], [], [], max(0.0, min(0.5, deadline - time.monotonic())))
+                if ready:  # a message has begun: read all of it
+                    self.sock.settimeout(max(30.0, deadline - time.monotonic()))
+                    return wire.recv(self.sock)
+                why = self.watch() if self.watch else None
+                if why or time.monotonic() >= deadline:
+                    self.dead = why or f"{what} did not return within {limit:g} s"
+                    raise BoxDied(self.dead)
         except (EOFError, OSError) as err:
             self.dead = f"the sandbox stopped while running {what} ({type(err).__name__})"
         except wire.WireError as err:

@@ -1,29 +1,29 @@
-"""Run a student's kernel in a throw-away Linux sandbox, as root or as an ordinary user.
+"""Run a student's box in a throw-away Linux sandbox, as root or as an ordinary user.
 
-Only the student's Python kernel (and whatever it starts) is sandboxed; the grader that sends it the
-notebook's cells and reads the results back runs outside (:mod:`attnlab.course.executor`). What
-Linux gives, nothing home-made:
+Only the student's box (:mod:`attnlab.grader.box`: the lab's set-up cells and the student's answers,
+and whatever they start) is sandboxed; the judge that asks it for results runs outside
+(:mod:`attnlab.grader.judge`). What Linux gives, nothing home-made:
 
 * new **mount, network, pid, IPC and UTS namespaces**: the network namespace holds only a loopback
-  interface that is down (the kernel talks to the grader over Unix sockets in one folder), and the
-  pid namespace dies with its first process, taking every process the student started with it;
-* a **new root** made of read-only bind mounts of exactly what the kernel needs (``/usr``, ``/etc``,
-  the Python installation, the virtual environment, the ``attnlab`` sources), a fresh ``/proc`` of
-  its own pid namespace, small ``/tmp`` and ``/dev/shm``, the student's working folder (the only
-  writable place that outlives the kernel) and the socket folder: ``solutions/``, the gradebook,
-  other students' work and the rest of the machine do not exist in it;
-* **no privileges**: as root, the kernel switches to a fresh unprivileged uid; as an ordinary user
+  interface that is down (the box talks to the judge over one Unix socket), and the pid namespace
+  dies with its first process, taking every process the student started with it; ``/proc`` is the
+  sandbox's own, showing only its processes;
+* a **new root** made of read-only bind mounts of exactly what the box needs (``/usr``, ``/etc``,
+  the Python installation, the virtual environment, the lab's stubbed copy of ``attnlab``), small
+  tmpfs ``/tmp``, ``/dev/shm`` and working folder, and the socket folder, the only place of the host
+  it may write: ``solutions/``, the course's own sources, the gradebook, other students' work and
+  the rest of the machine do not exist in it;
+* **no privileges**: as root, the box switches to a fresh unprivileged uid; as an ordinary user
   (``mode="user"``), the namespaces come from an unprivileged user namespace (``unshare --user
-  --map-root-user``, what Debian's ``bubblewrap`` uses too) and the kernel drops every capability
+  --map-root-user``, what Debian's ``bubblewrap`` uses too) and the box drops every capability
   before any student code runs; both set ``PR_SET_NO_NEW_PRIVS``;
 * **limits**: rlimits on address space, processes (counted per user namespace), CPU time, file size
-  and open files; as root also cgroup v1 ``memory`` and ``pids`` limits; the grader adds a wall
-  clock per cell and per student, and (without cgroups) watches the memory of the sandbox's processes.
+  and open files; as root also cgroup v1 ``memory`` and ``pids`` limits; the judge adds a time limit
+  per request and per student, and watches the memory of the sandbox's processes.
 
-The process tree: the warm server (:mod:`attnlab.course.zygote`) forks **A**, which enters the new
+The process tree: the warm server (:mod:`attnlab.grader.server`) forks **A**, which enters the new
 namespaces and forks **B**, the first process of the new pid namespace; B builds the root, drops its
-privileges and forks **C**, the kernel. B forwards interrupts to C and exits with it; killing B
-ends the whole namespace.
+privileges and forks **C**, the box. B exits with C; killing B ends the whole namespace.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class Limits:
     pids: int = 256  # cgroup pids limit of the whole sandbox
     kernel_nproc: int = 192  # RLIMIT_NPROC (threads count; per user namespace in the unprivileged mode)
     kernel_cpu_s: int = 900  # RLIMIT_CPU of the kernel
-    file_size: int = 256 * MIB  # RLIMIT_FSIZE of the kernel
+    file_size: int = 64 * MIB  # RLIMIT_FSIZE of the box (its log and its own tmpfs files)
     open_files: int = 512
     tmp_size: int = 256 * MIB  # the sandbox's /tmp and /dev/shm
 
@@ -80,7 +80,7 @@ class BoxSpec:
 
     mode: str  # "root" (a fresh uid) or "user" (an unprivileged user namespace)
     newroot: str  # an empty folder of the host that becomes the sandbox's root
-    workdir: str  # the student's working folder on the host (STUDENT_DIR inside)
+    workdir: str  # a host folder beside the box's (its log); inside, STUDENT_DIR is a tmpfs
     ipc_dir: str  # the folder of the kernel's sockets, at the same path inside and outside
     uid: int = 0  # root mode: the uid the kernel runs as
     limits: dict = field(default_factory=lambda: asdict(Limits()))
@@ -229,7 +229,10 @@ def _build_root(spec: BoxSpec) -> None:
             _bind(d, root)
     for dev in ("null", "zero", "full", "random", "urandom"):
         _bind("/dev/" + dev, root, rw=True)
-    _bind(spec.workdir, root, rw=True, dest=STUDENT_DIR)
+    # the student's working folder is a small tmpfs of the sandbox's own: nothing of the host is
+    # writable in the sandbox but the judge's socket folder
+    os.makedirs(root + STUDENT_DIR, exist_ok=True)
+    _mount("none", root + STUDENT_DIR, "tmpfs", MS_NOSUID | MS_NODEV, f"size={limits.tmp_size},mode=1777")
     _bind(spec.ipc_dir, root, rw=True)
     os.makedirs(root + "/proc", exist_ok=True)
     _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
@@ -285,7 +288,7 @@ def enter(spec: BoxSpec, start: Callable[[], None]) -> int:
     if spec.mode == "root":
         for cg in spec.cgroups:
             Path(cg, "cgroup.procs").write_text(str(os.getpid()))
-        for d in (spec.workdir, spec.ipc_dir):
+        for d in (spec.ipc_dir,):
             os.chown(d, spec.uid, spec.uid)
     _check(_LIBC.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
