@@ -129,8 +129,9 @@ def test_clutter_paints_palette_strokes_on_the_background_only():
     background = pixels[s.instances == 0]
     coloured = (background[:, 0] != background[:, 1]) | (background[:, 1] != background[:, 2])
     assert 0 < coloured.float().mean() < 0.1
-    distances = torch.cdist(background[coloured], sc.PALETTE)      # every stroke pixel is a palette colour
-    assert float(distances.min(1).values.max()) < 1e-6
+    # every stroke pixel is a palette colour, bit for bit: painting copies it (no noise, no texture here)
+    is_palette = (background[coloured][:, None, :] == sc.PALETTE[None]).all(-1)   # (pixels, colours)
+    assert is_palette.any(1).all()
     plain = scenes(40, dataclasses.replace(config, clutter=0), seed=5)
     grey = plain.images.permute(0, 2, 3, 1)[plain.instances == 0]
     assert torch.equal(grey[:, 0], grey[:, 2])
