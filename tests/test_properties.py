@@ -165,10 +165,30 @@ def test_sanity_check_starts_at_one_and_rollout_ignores_the_head():
     torch.manual_seed(0)
     model = P.make_vit(dim=8, depth=2, image_size=16, patch_size=4).eval()
     images = torch.rand(4, 3, 16, 16)
-    out = P.sanity_check(model, images, torch.zeros(4, dtype=torch.long), generator=torch.Generator().manual_seed(0))
+    out = P.sanity_check(model, images, generator=torch.Generator().manual_seed(0))
     assert out["stages"] == [0, 1, 2, 3, 4]
     assert out["rollout"][0] == pytest.approx(1.0) and out["saliency"][0] == pytest.approx(1.0)
     assert out["rollout"][1] == pytest.approx(1.0)        # the head and final norm do not enter the rollout
+
+
+def test_sanity_check_explains_the_class_each_model_predicts():
+    """As in Adebayo et al.'s code: the randomised copy's saliency is for its own predicted class."""
+    torch.manual_seed(0)
+    model = P.make_vit(dim=8, depth=2, image_size=16, patch_size=4).eval()
+    images = torch.rand(8, 3, 16, 16)
+    out = P.sanity_check(model, images, generator=torch.Generator().manual_seed(3))
+    random = P.randomise_top(model, 1, generator=torch.Generator().manual_seed(3))   # the same draw as k = 1
+    with torch.no_grad():
+        own, theirs = model(images).argmax(-1), random(images).argmax(-1)
+    assert not torch.equal(own, theirs)                   # the premise: the two models predict differently
+
+    def saliency(m, labels):
+        return P.pool_to_patches(P.gradient_saliency(m, images, labels), 4)
+
+    expected = P.rank_correlation(saliency(model, own), saliency(random, theirs)).mean().item()
+    wrong = P.rank_correlation(saliency(model, own), saliency(random, own)).mean().item()
+    assert out["saliency"][1] == pytest.approx(expected, abs=1e-6)
+    assert abs(expected - wrong) > 1e-3                   # the class explained changes the answer
 
 
 def test_attention_memory_global_is_quadratic_windowed_linear():

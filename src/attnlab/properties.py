@@ -337,28 +337,32 @@ def randomise_top(model: ViT, stages: int, *, generator: torch.Generator) -> ViT
     return clone.eval()
 
 
-def sanity_check(model: ViT, images: torch.Tensor, labels: torch.Tensor, *, generator: torch.Generator) -> dict:
+def sanity_check(model: ViT, images: torch.Tensor, *, generator: torch.Generator) -> dict:
     """The model-randomisation test of Adebayo et al. (2018) for rollout and gradient saliency.
 
     For k = 0, 1, ... stages randomised from the top (:func:`randomise_top`), the maps of each method
-    on the randomised model are compared with its maps on the trained model by :func:`rank_correlation`
-    (mean over the images). A map that explains the trained model should change when the weights it
-    explains are destroyed: correlations near 1 mean the method failed the check.
+    on the randomised model are compared with its maps on the trained model by
+    :func:`rank_correlation` (mean over the images). Saliency is taken for the class each model
+    predicts (the trained model's for its maps, each randomised copy's for its own), as in Adebayo
+    et al.'s code. A map that explains the trained model should change when the weights it explains
+    are destroyed: correlations near 1 mean the method failed the check.
 
     Returns:
         ``{"stages": [0, 1, ...], "rollout": [...], "saliency": [...]}`` (1.0 at k = 0).
     """
     patch = model.patch_embed.patch_size
-    trained = {"rollout": rollout_maps(model, images),
-               "saliency": pool_to_patches(gradient_saliency(model, images, labels), patch)}
+
+    def maps(m: ViT) -> dict[str, torch.Tensor]:
+        return {"rollout": rollout_maps(m, images),
+                "saliency": pool_to_patches(gradient_saliency(m, images), patch)}   # predicted class
+
+    trained = maps(model)
     out = {"stages": [], "rollout": [], "saliency": []}
     for k in range(len(_stages(model)) + 1):
-        random = randomise_top(model, k, generator=generator)
-        maps = {"rollout": rollout_maps(random, images),
-                "saliency": pool_to_patches(gradient_saliency(random, images, labels), patch)}
+        random = maps(randomise_top(model, k, generator=generator))
         out["stages"].append(k)
         for name in ("rollout", "saliency"):
-            out[name].append(rank_correlation(trained[name], maps[name]).mean().item())
+            out[name].append(rank_correlation(trained[name], random[name]).mean().item())
     return out
 
 
