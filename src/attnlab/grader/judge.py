@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import io
+import marshal
 import time
 from dataclasses import dataclass, field
 
@@ -129,8 +130,11 @@ class _Hooks:
         names = list(names)
         needed = [gid for gid in self.plan.answers if defined_names(self.plan.solutions[gid]) & set(names)]
         last = max(self.plan.answers.index(g) for g in needed) if needed else -1
-        cells = [self.plan.solutions[g] for g in self.plan.answers[: last + 1]]
-        self.channel.ask({"op": "inject", "names": names, "cells": cells}, what="preparing the test")
+        # compiled here, without docstrings, and sent as bytecode: the sandbox never holds the
+        # course's source of an answer, which a student's code could otherwise print or raise
+        code = [marshal.dumps(compile(self.plan.solutions[g], "<course>", "exec", optimize=2))
+                for g in self.plan.answers[: last + 1]]
+        self.channel.ask({"op": "inject", "names": names, "cells": len(code)}, code, what="preparing the test")
         try:
             yield
         finally:
