@@ -3,8 +3,8 @@
 Before ``nbgrader generate_feedback`` renders the HTML, each autograded notebook is sanitised: the
 hidden regions are cut out of the test cells, a test cell's traceback is reduced to its message,
 and any cell or output that quotes a line of hidden test code is removed. A note at the top says
-how the notebook was graded (only the lab's cells and the answer cells were run) and repeats the
-student's grading messages (an answer cell that broke the rules, cells that were not run). A
+how the notebook was graded (the answer cells in a sandbox, the tests in the judge) and repeats the
+student's grading messages (an answer cell that raised an error, cells that were not run). A
 rendered page that still mentions hidden code is withheld, and the student's messages say so.
 
 nbgrader's feedback page loads MathJax 2 from a CDN; the page is rewritten to carry the course's
@@ -28,11 +28,11 @@ __all__ = ["REDACTED", "GRADING_NOTE", "hidden_lines", "strip_hidden", "sanitize
            "find_mathjax", "offline_mathjax", "generate_feedback"]
 
 REDACTED = "[removed from the feedback: this output quoted hidden test code]\n"
-GRADING_NOTE = ("**How this notebook was graded.** The grader ran the lab's own cells and your answer cells, in "
-                "order, in a fresh Python kernel (in the `smoke` profile); cells you added were not run. An answer "
-                "cell that breaks the rules for answer cells (they are checked by the own-work test of each "
-                "exercise) was not run, and its exercise scored as unanswered. A test cell earned its points when it "
-                "ran to its end without an error.")
+GRADING_NOTE = ("**How this notebook was graded.** The grader ran the lab's set-up cells and your answer cells, in "
+                "order, in a sandbox of their own (in the `smoke` profile); cells you added, and the demonstrations, "
+                "were not run. The test cells, hidden tests included, ran in a separate judge that called your "
+                "functions and classes on its own inputs and compared the results. A test cell earned its points when "
+                "it ran to its end without an error.")
 _MATHJAX_BLOCK = re.compile(r"<!-- Load mathjax -->.*?<!-- End of mathjax configuration -->", re.S)
 _MATHJAX_CONFIG = ("window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\\\(', '\\\\)']], "
                    "displayMath: [['$$', '$$'], ['\\\\[', '\\\\]']], processEscapes: true, "
