@@ -146,7 +146,7 @@ def _available_memory() -> int | None:
 
 def _results(lab: _worker.LabFacts, jobs: list[tuple[str, Path]], limits: _sandbox.Limits, mode: str | None,
              workers: int, work: Path, template_db: Path):
-    """Yield one graded student (a dict, see :func:`attnlab.course.worker.grade_student`) at a time."""
+    """Yield one graded student (a dict, see :meth:`attnlab.grader.worker.Grader.grade`) at a time."""
     if mode is None:  # plain nbgrader, one student after another
         for student, folder in jobs:
             yield _autograde_plain(lab, student, folder, template_db, work, limits)
@@ -155,7 +155,7 @@ def _results(lab: _worker.LabFacts, jobs: list[tuple[str, Path]], limits: _sandb
 
 
 class _Pool:
-    """Worker processes (``python -m attnlab.course.worker``), each with its own warm kernel server."""
+    """Worker processes (``python -m attnlab.grader.worker``), each a judge with its own warm sandbox server."""
 
     def __init__(self, lab: _worker.LabFacts, limits: _sandbox.Limits, mode: str, workers: int, work: Path):
         import attnlab
