@@ -64,9 +64,10 @@ grade:  ## autograde submitted/*/LAB: a judge process, each student's code in a 
 	PYTHONPATH=$(CURDIR)/src PYTHONDONTWRITEBYTECODE=1 $(BIN)/python -m attnlab.grader.grade $(LAB)
 
 .PHONY: similarity
-similarity: $(STAMP)  ## similarity report of LAB's answers among students and with the course's code: grades/LAB/similarity.html
+similarity:  ## similarity report of LAB's answers among students and with the course's code: grades/LAB/similarity.html
 	@test -n "$(LAB)" || { echo "usage: make similarity LAB=lab04_vit"; exit 2; }
-	$(BIN)/python -m attnlab.grader.similarity $(LAB)
+	@test -x $(BIN)/python || $(MAKE) setup
+	PYTHONPATH=$(CURDIR)/src PYTHONDONTWRITEBYTECODE=1 $(BIN)/python -m attnlab.grader.similarity $(LAB)
 
 DEBIAN_TEST_PACKAGES := chromium fonts-noto-cjk
 
