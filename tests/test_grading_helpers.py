@@ -180,18 +180,19 @@ def mode(request):
 
 
 # Run as the sandbox's student process (C of attnlab.grader.sandbox.enter): the probe's output goes
-# to probe.out in its working folder. argv: the BoxSpec as JSON, the probe's code.
+# to probe.out in the socket folder (the only host folder the sandbox may write), whose path the
+# probe's code finds as IPC. argv: the BoxSpec as JSON, the probe's code.
 _PROBE_DRIVER = """
 import json, os, sys
 from attnlab.grader import sandbox
 spec, code = sandbox.BoxSpec(**json.loads(sys.argv[1])), sys.argv[2]
 
 def start():
-    with open("probe.out", "w") as out:
+    with open(os.path.join(spec.ipc_dir, "probe.out"), "w") as out:
         os.dup2(out.fileno(), 1)
         os.dup2(out.fileno(), 2)
         try:
-            exec(compile(code, "<probe>", "exec"), {"__name__": "__main__"})
+            exec(compile(code, "<probe>", "exec"), {"__name__": "__main__", "IPC": spec.ipc_dir})
         except BaseException:
             import traceback
             traceback.print_exc()
@@ -228,7 +229,7 @@ def _probe(mode: str, tmp_path: Path, code: str, limits=None, timeout: float = 6
         cmd = ["unshare", "--user", "--map-root-user", *cmd]
     with open(box / "sandbox.log", "w") as log:
         subprocess.run(cmd, stdout=log, stderr=log, timeout=timeout, check=False)
-    out = box / "work" / "probe.out"
+    out = box / "ipc" / "probe.out"
     return (out.read_text() if out.exists() else "") + (box / "sandbox.log").read_text(), box
 
 
@@ -248,6 +249,7 @@ try:
 except OSError:
     out["usr_writable"] = False
 open("written.txt", "w").write("x")
+out["written"] = open("written.txt").read()
 out["procs"] = len([p for p in os.listdir("/proc") if p.isdigit()])
 status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
 out["capeff"], out["nnp"] = int(status["CapEff"], 16), int(status["NoNewPrivs"])
@@ -285,12 +287,10 @@ def view_report(mode: str, base: Path) -> dict:
     try:
         code = VIEW_PROBE.format(solutions=str(Path(attnlab.__file__).resolve().parents[2] / "solutions"),
                                  secret=str(secret), port=server.getsockname()[1])
-        text, box = _probe(mode, base, code)
+        text, _ = _probe(mode, base, code)
     finally:
         server.close()
-    out = json.loads(text.strip().splitlines()[-1])
-    out["written"] = (box / "work" / "written.txt").read_text()
-    return out
+    return json.loads(text.strip().splitlines()[-1])
 
 
 def _check_view(out: dict, mode: str, nproc_enforced: bool) -> None:
@@ -340,7 +340,7 @@ def test_a_killed_sandbox_takes_its_processes_with_it(mode, tmp_path):
         if os.fork() == 0:
             os.setsid()
             time.sleep(3)
-            open("survived.txt", "w").write("yes")
+            open(os.path.join(IPC, "survived.txt"), "w").write("yes")
             os._exit(0)
         print("parent done")
     """
@@ -348,7 +348,7 @@ def test_a_killed_sandbox_takes_its_processes_with_it(mode, tmp_path):
     import time
 
     time.sleep(4)
-    assert "parent done" in text and not (box / "work" / "survived.txt").exists()
+    assert "parent done" in text and not (box / "ipc" / "survived.txt").exists()
 
 
 def test_graded_alone_swaps_names_and_always_puts_them_back():
