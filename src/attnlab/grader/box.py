@@ -33,7 +33,7 @@ import torch
 
 from . import wire
 
-__all__ = ["Box", "CappedStream", "main", "OUTPUT_CAP", "SHIP_ROOTS"]
+__all__ = ["Box", "CappedStream", "JudgeFunction", "main", "serve", "OUTPUT_CAP", "SHIP_ROOTS"]
 
 OUTPUT_CAP = 20_000  # characters of printed output kept per answer cell (and per error)
 SHIP_ROOTS = ("torch", "numpy", "math", "attnlab", "einops", "torchvision", "builtins", "functools", "operator")

@@ -69,6 +69,8 @@ class _Encoder:
             out["rg"] = True
         if isinstance(t, torch.nn.Parameter):
             out["param"] = True
+        if t.is_leaf and t.grad is not None:
+            out["grad"] = self.tensor(t.grad)
         return out
 
     def value(self, x, depth: int = 0):
@@ -156,6 +158,11 @@ class _Decoder:
             t = torch.nn.Parameter(t, requires_grad=bool(d.get("rg")))
         elif d.get("rg") and t.is_floating_point():
             t.requires_grad_(True)
+        if isinstance(d.get("grad"), dict):
+            grad = self.tensor(d["grad"])
+            if grad.shape != t.shape or grad.dtype != t.dtype or not t.requires_grad:
+                raise WireError("a gradient that does not fit its tensor")
+            t.grad = grad
         return t
 
     def value(self, x, depth: int = 0):
@@ -171,7 +178,9 @@ class _Decoder:
             return [self.value(v, depth + 1) for v in x]
         if not isinstance(x, dict) or len(x) == 0:
             raise WireError("not a value")
-        tag = next(iter(x))
+        return self.tagged(next(iter(x)), x, depth)
+
+    def tagged(self, tag: str, x: dict, depth: int):
         if tag == "$t":
             return self.tensor(x)
         if tag == "$a":
