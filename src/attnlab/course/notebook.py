@@ -7,15 +7,13 @@ A lab is ``solutions/<lab>/<lab>.ipynb`` with nbgrader markup:
   ``test_`` + the id of the solution cell they hold, e.g. ``test_ex1_sdpa_mask``;
 * inside a test cell, hidden tests between ``### BEGIN HIDDEN TESTS`` and ``### END HIDDEN TESTS``.
 
-The release, the lab harness, the grading command, the pre-flight check and the grading kernel all
-read notebooks through these functions; the grader and the kernel guard identify test cells by
-:func:`cell_hash`, so both must compute it the same way, here.
+The release, the lab harness, the grading command, the pre-flight check and the judge all read
+notebooks through these functions.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from pathlib import Path
 
@@ -37,7 +35,6 @@ __all__ = [
     "owner_of",
     "split_hidden",
     "visible_source",
-    "cell_hash",
     "environment",
 ]
 
@@ -161,8 +158,3 @@ def visible_source(source: str) -> str:
     """A test cell's source as released to students: hidden region removed, lines right-stripped."""
     return "\n".join(line.rstrip() for line in split_hidden(source)[0]).strip()
 
-
-def cell_hash(code: str) -> str:
-    """SHA-256 of a cell's source with outer white space stripped: how the grader and the grading
-    kernel recognise the instructor's test cells."""
-    return hashlib.sha256(code.strip().encode("utf-8")).hexdigest()
