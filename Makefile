@@ -12,7 +12,7 @@ LAB ?=
 export PATH := $(abspath $(BIN)):$(PATH)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: help setup book book-archive book-class book-fast release lab lab-instructor grade test test-fast gpu-reports browser-deps clean
+.PHONY: help setup book book-archive book-class book-fast locales release lab lab-instructor grade test test-fast gpu-reports browser-deps clean
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -38,13 +38,18 @@ $(MATHJAX)/es5/tex-mml-chtml.js:
 book: setup release  ## build the book (fails on any cell error or Sphinx warning) and the released labs
 	ATTNLAB_PROGRESS=text $(BIN)/python -m attnlab.course.book_execute   # changed pages, one process per core
 	ATTNLAB_PROGRESS=text $(BIN)/jupyter-book build --all -W -n --keep-going .
-	@echo "book: open _build/html/index.html"
+	@# the Korean edition, from the same executed pages (execution cache) and locales/ko: _build/html/ko/
+	ATTNLAB_PROGRESS=text $(BIN)/python -m attnlab.course.editions self-study --language ko
+	@echo "book: open _build/html/index.html (Korean: _build/html/ko/index.html)"
+
+locales: $(STAMP)  ## after changing English prose: refresh the Korean catalogues (locales/ko/LC_MESSAGES), then translate what changed
+	$(BIN)/python -m attnlab.course.locales update
 
 book-archive:  ## zip the built book (build/attnlab-book.zip): unzip anywhere and open index.html from disk
 	@test -f _build/html/index.html || { echo "book-archive: run make book first"; exit 1; }
 	$(BIN)/python -c "from attnlab.course.editions import archive; print('book-archive:', archive('.'))"
 
-book-class: setup release  ## build the class edition (graded answers held back) into _build/class/_build/html
+book-class: setup release  ## build the class edition (graded answers held back) into _build/class/_build/html (Korean: .../html/ko)
 	ATTNLAB_PROGRESS=text $(BIN)/python -m attnlab.course.editions class
 
 release: $(STAMP)  ## regenerate labs/ from solutions/ with nbgrader

@@ -11,6 +11,10 @@
   warnings). Pages quote GPU results through ``attnlab.course.gpu_reports.describe_report``, which
   says so when there is no report.
 
+* Two languages: English (the source) and Korean (``language: ko``, from the catalogues in
+  ``locales/ko/LC_MESSAGES``), built into ``<site>/ko/``. Each page starts with a link to the same
+  page in the other language ("한국어" / "English"), relative, so that it works from disk too.
+
 * The inline scripts of sphinx-thebe and sphinx-togglebutton are registered twice by the Jupyter
   Book 1 stack (once with filename None, once with ''), and the second ``const THEBE_JS_URL``
   throws "Identifier 'THEBE_JS_URL' has already been declared" in every page's console. Each page
@@ -55,6 +59,27 @@ def hide_answer_cells(text: str) -> str:
     """Class edition: code cells tagged ``graded-answer`` (a page computing a graded step inline)
     keep their output but lose their input."""
     return _ANSWER_TAGS.sub(lambda m: f"{m.group(1)}{m.group(2)}, remove-input]", text)
+
+
+TRANSLATIONS = {"ko": "한국어"}   # a translated build lives in <site>/<language>/
+
+
+def edition_switch(pagename: str, language: str) -> str:
+    """The HTML of the link from page ``pagename`` of the ``language`` build to the same page in the
+    other language: English pages link the Korean one (``ko/`` below the site root), Korean pages
+    the English one (one folder up)."""
+    up = "../" * pagename.count("/")
+    if language in TRANSLATIONS:
+        href, label, lang = f"{up}../{pagename}.html", "English", "en"
+    else:
+        href, label, lang = f"{up}ko/{pagename}.html", TRANSLATIONS["ko"], "ko"
+    return (f'<p class="attnlab-edition-switch"><a href="{href}" hreflang="{lang}" lang="{lang}">'
+            f"{label}</a></p>\n")
+
+
+def _edition_switch(app, pagename, templatename, context, doctree):
+    if doctree is not None and "body" in context:
+        context["body"] = edition_switch(pagename, app.config.language or "en") + context["body"]
 
 
 def _read_source(app, docname, source):
@@ -121,5 +146,6 @@ def setup(app):
     app.connect("config-inited", _class_edition_config)
     app.add_directive("literalinclude", ClassEditionLiteralInclude, override=True)
     app.connect("html-page-context", _dedupe_scripts)
+    app.connect("html-page-context", _edition_switch)
     app.connect("source-read", _read_source)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

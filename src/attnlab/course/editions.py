@@ -18,9 +18,10 @@ from pathlib import Path
 from . import notebook
 
 __all__ = ["EDITIONS", "GradedObject", "graded_objects", "solution_regions", "solution_lines", "normalise",
-           "output_dir", "build_command", "archive", "main"]
+           "output_dir", "derived_config", "build_command", "build", "archive", "main", "LANGUAGES"]
 
 EDITIONS = ("self-study", "class")
+LANGUAGES = ("en", "ko")   # English, the source; Korean, from locales/ko/LC_MESSAGES
 _BEGIN, _END = "### BEGIN SOLUTION", "### END SOLUTION"
 
 
@@ -96,33 +97,76 @@ def solution_lines(root: Path, *, min_length: int = 24) -> set[str]:
     return lines
 
 
-def output_dir(root: Path, edition: str) -> Path:
-    """Where an edition's HTML goes: ``_build/html`` (self-study) or ``_build/class/_build/html``."""
-    return root / "_build" / "html" if edition == "self-study" else root / "_build" / "class" / "_build" / "html"
+def output_dir(root: Path, edition: str, language: str = "en") -> Path:
+    """Where an edition's HTML goes: ``_build/html`` (self-study) or ``_build/class/_build/html``;
+    its Korean build (``language="ko"``) in the folder ``ko/`` of that site."""
+    site = root / "_build" / "html" if edition == "self-study" else root / "_build" / "class" / "_build" / "html"
+    return site if language == "en" else site / language
 
 
-def build_command(root: Path, edition: str) -> list[str]:
-    """The ``jupyter-book build`` command of an edition (the class edition's configuration is the
-    book's, with the shared execution cache and ``attnlab_edition: class``, written to ``build/class``)."""
-    import sys
-
+def derived_config(root: Path, path: Path, *, edition: str = "self-study", language: str = "en",
+                   execute: bool = True) -> Path:
+    """Write to ``path`` the book's ``_config.yml`` for another build of the same sources: the shared
+    execution cache (``_build/.jupyter_cache``, or no execution at all with ``execute=False``), the
+    extensions' paths absolute, ``attnlab_edition`` and the Sphinx ``language``. A translated build
+    lives in ``<site>/<language>/`` and takes MathJax from the English site beside it."""
     import yaml
+
+    if edition not in EDITIONS:
+        raise ValueError(f"edition must be one of {EDITIONS}, got {edition!r}")
+    if language not in LANGUAGES:
+        raise ValueError(f"language must be one of {LANGUAGES}, got {language!r}")
+    config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8"))
+    execute_config = config.setdefault("execute", {})
+    execute_config["cache"] = str(root / "_build" / ".jupyter_cache")
+    if not execute:
+        execute_config["execute_notebooks"] = "off"
+    sphinx = config.setdefault("sphinx", {})
+    sphinx["local_extensions"] = {name: str(root / p) for name, p in (sphinx.get("local_extensions") or {}).items()}
+    settings = sphinx.setdefault("config", {})
+    if edition != "self-study":
+        settings["attnlab_edition"] = edition
+    if language != "en":
+        settings["language"] = language
+        settings["html_extra_path"] = []   # one copy of MathJax, at the English site's root
+        settings["mathjax_path"] = "../" + settings.get("mathjax_path", "../mathjax/es5/tex-mml-chtml.js")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def build_command(root: Path, edition: str, language: str = "en") -> list[str]:
+    """The ``jupyter-book build`` command of an edition in a language. The English self-study
+    edition is the book's own configuration; every other build's configuration is derived from it
+    (:func:`derived_config`, written to ``build/<edition>[-<language>]/``), reads the same execution
+    cache and writes to ``_build/<edition>[-<language>]``; a translated build is then copied into
+    its site by :func:`build`."""
+    import sys
 
     jb = str(Path(sys.executable).parent / "jupyter-book")
     cmd = [jb, "build", "--all", "-W", "-n", "--keep-going"]
-    if edition == "self-study":
+    if edition == "self-study" and language == "en":
         return cmd + [str(root)]
-    if edition != "class":
-        raise ValueError(f"edition must be one of {EDITIONS}, got {edition!r}")
-    config = yaml.safe_load((root / "_config.yml").read_text(encoding="utf-8"))
-    config.setdefault("execute", {})["cache"] = str(root / "_build" / ".jupyter_cache")
-    sphinx = config.setdefault("sphinx", {})
-    sphinx["local_extensions"] = {name: str(root / path) for name, path in (sphinx.get("local_extensions") or {}).items()}
-    sphinx.setdefault("config", {})["attnlab_edition"] = "class"
-    path = root / "build" / "class" / "_config.yml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return cmd + ["--config", str(path), "--path-output", str(root / "_build" / "class"), str(root)]
+    name = edition if language == "en" else f"{edition}-{language}"
+    path = derived_config(root, root / "build" / name / "_config.yml", edition=edition, language=language)
+    return cmd + ["--config", str(path), "--path-output", str(root / "_build" / name), str(root)]
+
+
+def build(root: Path, edition: str, language: str = "en", **run) -> "subprocess.CompletedProcess":
+    """Build one edition in one language (pages already executed: they come from the cache) into
+    :func:`output_dir`; ``run`` goes to :func:`subprocess.run`."""
+    import shutil
+    import subprocess
+
+    if edition == "class" and language == "en":   # start clean: an earlier build's page sources must not linger
+        shutil.rmtree(output_dir(root, "class"), ignore_errors=True)
+    proc = subprocess.run(build_command(root, edition, language), cwd=root, **run)
+    if proc.returncode == 0 and language != "en":
+        built = root / "_build" / f"{edition}-{language}" / "_build" / "html"
+        target = output_dir(root, edition, language)
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(built, target)
+    return proc
 
 
 def archive(root: Path | str, edition: str = "self-study") -> Path:
@@ -144,28 +188,27 @@ def archive(root: Path | str, edition: str = "self-study") -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m attnlab.course.editions [self-study|class]``: execute changed pages, build the edition."""
+    """``python -m attnlab.course.editions [self-study|class] [--language en|ko|all]``: execute
+    changed pages, build the edition (both languages by default, English first)."""
     import argparse
     import os
-    import shutil
-    import subprocess
 
     from .book_execute import execute_pages
     from .notebook import find_course_root
 
     parser = argparse.ArgumentParser(description="Build one edition of the book.")
     parser.add_argument("edition", choices=EDITIONS, nargs="?", default="self-study")
+    parser.add_argument("--language", choices=LANGUAGES + ("all",), default="all")
     parser.add_argument("--course", type=Path, default=None)
     args = parser.parse_args(argv)
     root = find_course_root(args.course)
     os.environ.setdefault("ATTNLAB_PROGRESS", "text")
     execute_pages(root)
-    if args.edition == "class":  # start clean: an earlier build's page sources must not linger
-        shutil.rmtree(output_dir(root, "class"), ignore_errors=True)
-    proc = subprocess.run(build_command(root, args.edition), cwd=root)
-    if proc.returncode == 0:
-        print(f"{args.edition} edition: {output_dir(root, args.edition) / 'index.html'}")
-    raise SystemExit(proc.returncode)
+    for language in LANGUAGES if args.language == "all" else (args.language,):
+        proc = build(root, args.edition, language)
+        if proc.returncode != 0:
+            raise SystemExit(proc.returncode)
+        print(f"{args.edition} edition ({language}): {output_dir(root, args.edition, language) / 'index.html'}")
 
 
 if __name__ == "__main__":
