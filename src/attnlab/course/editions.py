@@ -127,6 +127,17 @@ def derived_config(root: Path, path: Path, *, edition: str = "self-study", langu
     if edition != "self-study":
         settings["attnlab_edition"] = edition
     if language != "en":
+        from .locales import translate
+
+        # the book's title and the sidebar's captions are no page's text: their translations are the
+        # root page's (its title is the book's, its toctree carries the captions)
+        toc = yaml.safe_load((root / "_toc.yml").read_text(encoding="utf-8"))
+        config["title"] = translate(root, toc["root"], config.get("title", ""), language)
+        for part in toc.get("parts", []):
+            if "caption" in part:
+                part["caption"] = translate(root, toc["root"], part["caption"], language)
+        (path.parent / "_toc.yml").parent.mkdir(parents=True, exist_ok=True)
+        (path.parent / "_toc.yml").write_text(yaml.safe_dump(toc, allow_unicode=True, sort_keys=False), encoding="utf-8")
         settings["language"] = language
         settings["html_extra_path"] = []   # one copy of MathJax, at the English site's root
         settings["mathjax_path"] = "../" + settings.get("mathjax_path", "../mathjax/es5/tex-mml-chtml.js")
@@ -149,7 +160,8 @@ def build_command(root: Path, edition: str, language: str = "en") -> list[str]:
         return cmd + [str(root)]
     name = edition if language == "en" else f"{edition}-{language}"
     path = derived_config(root, root / "build" / name / "_config.yml", edition=edition, language=language)
-    return cmd + ["--config", str(path), "--path-output", str(root / "_build" / name), str(root)]
+    toc = ["--toc", str(path.parent / "_toc.yml")] if language != "en" else []
+    return cmd + ["--config", str(path), *toc, "--path-output", str(root / "_build" / name), str(root)]
 
 
 def build(root: Path, edition: str, language: str = "en", **run) -> "subprocess.CompletedProcess":

@@ -25,7 +25,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["TRANSLATED", "needs_translation", "templates", "update", "problems", "catalogue", "main"]
+__all__ = ["TRANSLATED", "needs_translation", "templates", "update", "problems", "catalogue", "translate", "main"]
 
 TRANSLATED = ("ko",)
 _UNTRANSLATABLE = re.compile(r"\{[\w:.-]+\}`[^`]*`|``.+?``|`[^`]*`|\$\$.+?\$\$|\$[^$]*\$", flags=re.S)
@@ -78,6 +78,19 @@ def update(root: Path, languages: tuple[str, ...] = TRANSLATED) -> Path:
 def catalogue(root: Path, page: str, language: str = "ko") -> Path:
     """The catalogue of a page (``book/intro``) in a language."""
     return root / "locales" / language / "LC_MESSAGES" / f"{page}.po"
+
+
+def translate(root: Path, page: str, message: str, language: str = "ko") -> str:
+    """The translation of ``message`` in ``page``'s catalogue, or the message itself where there is
+    none (for the texts that no page's doctree carries: the book's title, the sidebar's captions)."""
+    from babel.messages.pofile import read_po
+
+    path = catalogue(root, page, language)
+    if not path.is_file():
+        return message
+    with path.open("rb") as f:
+        entry = read_po(f).get(message)
+    return entry.string if entry is not None and entry.string and not entry.fuzzy else message
 
 
 def problems(root: Path, pot_dir: Path, language: str = "ko") -> dict[str, list[str]]:
