@@ -299,13 +299,12 @@ def test_each_chapter_links_its_lab(built_book):
     assert all((built_book / "book" / h).resolve().exists() for h in hrefs), hrefs
 
 
-def test_korean_terms_render_as_real_glyphs(browser, server):
-    """The glossary's Hangul is drawn with a font that has the glyphs: two different syllables give
-    two different pictures (with no CJK font both would be the same empty box, "tofu")."""
-    visit = Visit(browser, server)
-    page = visit.open("book/glossary.html")
-    result = page.evaluate("""() => {
-        const cell = [...document.querySelectorAll('main td')].find(e => /[\\uAC00-\\uD7A3]/.test(e.textContent));
+def hangul_rendering(page, elements: str) -> dict:
+    """Draw two Hangul syllables in the font of the first element matching ``elements`` (a CSS
+    selector) whose text has Hangul: with a font that has the glyphs they give two different
+    pictures; with no CJK font both are the same empty box ("tofu")."""
+    return page.evaluate("""(selector) => {
+        const cell = [...document.querySelectorAll(selector)].find(e => /[\\uAC00-\\uD7A3]/.test(e.textContent));
         if (!cell) return {found: false};
         const style = getComputedStyle(cell);
         const draw = (text) => {
@@ -314,9 +313,16 @@ def test_korean_terms_render_as_real_glyphs(browser, server):
             g.fillText(text, 4, 48);
             return Array.from(g.getImageData(0, 0, 96, 64).data).join(',');
         };
-        return {found: true, text: cell.textContent, family: style.fontFamily,
+        return {found: true, text: cell.textContent.slice(0, 60), family: style.fontFamily,
                 differ: draw('한') !== draw('글'), notBlank: draw('한') !== draw(' ')};
-    }""")
+    }""", elements)
+
+
+def test_korean_terms_render_as_real_glyphs(browser, server):
+    """The glossary's Hangul is drawn with a font that has the glyphs (see hangul_rendering)."""
+    visit = Visit(browser, server)
+    page = visit.open("book/glossary.html")
+    result = hangul_rendering(page, "main td")
     assert result["found"], "no glossary cell with Korean text"
     assert result["notBlank"] and result["differ"], (
         f"Korean text ({result['text']!r}, font {result['family']}) renders as identical boxes: install a CJK font "

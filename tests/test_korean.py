@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from _shared import shared_run
 from test_book import (Visit, _open_offline, _serve, _shown_solution_lines, _typeset, browser, built_book,  # noqa: F401
-                       class_book, toc_pages)
+                       class_book, hangul_rendering, toc_pages)
 
 ROOT = Path(__file__).resolve().parents[1]
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
@@ -240,21 +240,11 @@ def test_every_korean_page_loads_offline_with_its_figures(browser, site_server):
 
 @pytest.mark.browser
 def test_korean_text_is_drawn_with_a_cjk_font(browser, site_server):
-    """The Korean introduction's first paragraph is Hangul, and its font draws Hangul: two different
-    syllables give two different pictures (with no CJK font both are the same empty box, "tofu")."""
+    """The Korean introduction's text is Hangul, drawn with a font that has the glyphs (two different
+    syllables give two different pictures; with no CJK font both are the same empty box, "tofu")."""
     visit = Visit(browser, site_server)
     page = visit.open("ko/book/intro.html")
-    result = page.evaluate("""() => {
-        const p = [...document.querySelectorAll('main p')].find(e => /[\\uAC00-\\uD7A3]{4}/.test(e.textContent));
-        if (!p) return {found: false};
-        const style = getComputedStyle(p);
-        const c = document.createElement('canvas'); c.width = 96; c.height = 64;
-        const g = c.getContext('2d'); g.font = `40px ${style.fontFamily}`;
-        const draw = (text) => { g.clearRect(0, 0, 96, 64); g.fillText(text, 4, 48);
-                                 return Array.from(g.getImageData(0, 0, 96, 64).data).join(','); };
-        return {found: true, text: p.textContent.slice(0, 40), family: style.fontFamily,
-                differ: draw('주') !== draw('목'), notBlank: draw('주') !== draw(' ')};
-    }""")
+    result = hangul_rendering(page, "main p")
     assert result["found"], "no Korean paragraph in the Korean introduction"
     assert result["notBlank"] and result["differ"], (
         f"Korean text ({result['text']!r}, font {result['family']}) renders as boxes: install a CJK font "
