@@ -1,10 +1,12 @@
-"""Proof 5 of the lab harness, for every lab: a real class graded end to end.
+"""Proof 5 of the lab harness, for every lab: a real class graded end to end by the judge.
 
-A temporary nbgrader course with a SQLite gradebook; four students: one with the solution, one with
-the untouched released notebook, one with the lab's first mutant, one with a malformed file. The
-course's grading command (per-student sandboxes, ``ATTNLAB_FORCE_PROFILE=smoke``) autogrades them one
-at a time; the scores read back through nbgrader's ``Gradebook`` API are exactly the expected ones,
-feedback is generated (without hidden tests) and the grades are exported to CSV.
+A fresh nbgrader course with a SQLite gradebook and a class: one student with the solution, one with
+the untouched released notebook, one with the solution and the first half of the exercises left as
+released ("partly"), one with the lab's first mutant, and one with a broken (truncated) file; for the
+labs of the honest corpus also one student per honest answer (tests/test_grading_honest.py), and for
+labs 3 and 4 the attackers of tests/test_grading_adversarial.py: every test file shares this run. :func:`attnlab.grader.grade.grade_lab` grades the class once (the root sandbox as root,
+as CI runs, else the unprivileged one); the scores read back from the gradebook are exactly the
+expected ones, the feedback pages carry no hidden test, and grades.csv holds every student.
 
 This also proves "every untouched student notebook, autograded, earns zero points on every exercise".
 """
@@ -17,117 +19,139 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from _shared import shared_run
 
-from attnlab.course import grade, harness, release, sandbox
+import _grading_classes as C
+from attnlab.course import harness, notebook, release
 
-LABS = release.lab_names(Path(__file__).resolve().parents[1])
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not sandbox.available()[0], reason=sandbox.available()[1])]
-
-
-def _nbg(cell) -> dict:
-    return cell.metadata.get("nbgrader", {}) or {}
-
-
-@pytest.fixture(scope="session", params=LABS)  # session: set up once per lab, even when xdist interleaves
-def graded(request, tmp_path_factory, root):
-    from _shared import shared_run
-
-    lab = request.param
-    data = shared_run(tmp_path_factory, f"grading-class-{lab}", lambda shared: _run_class(lab, shared, root))
-    mutant = next(m for m in harness.load_mutants(lab, root) if m.name == data["mutant"])
-    return {"lab": lab, "course": Path(data["course"]), "result": grade.ClassResult.load(Path(data["result"])),
-            "mutant": mutant}
+LABS = release.lab_names(C.ROOT)
+MODES = C.modes()
+MODE = ("root" if "root" in MODES else "user") if MODES else None
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(MODE is None, reason="no sandbox can be built here")]
+LIMITS = dict(cell_timeout_s=60, wall_s=300)
 
 
-def _run_class(lab: str, shared: Path, root: Path) -> dict:
-    course = shared / "course"
-    released, solution = harness.new_course(lab, course, root)
-    name = f"{lab}.ipynb"
-    mutant = harness.load_mutants(lab, root)[0]
-    mutated = harness.with_answers(released, solution)
-    for cell in mutated.cells:
-        if _nbg(cell).get("grade_id") == mutant.exercise:
-            cell.source = mutant.apply(cell.source)       # the solution's answer, with the mutant's edit
-    subs = {
-        "solution": nbformat.writes(harness.with_answers(released, solution)),
-        "blank": nbformat.writes(released),
-        "mutant": nbformat.writes(mutated),
-    }
-    for student, text in subs.items():
-        folder = course / "submitted" / student / lab
-        folder.mkdir(parents=True)
-        (folder / name).write_text(text, encoding="utf-8")
-    broken = course / "submitted" / "malformed" / lab
-    broken.mkdir(parents=True)
-    (broken / name).write_text(subs["solution"][:1000], encoding="utf-8")
-    result = grade.grade_lab(lab, course=course, limits=sandbox.Limits(cell_timeout_s=120, wall_s=480))
-    return {"course": str(course), "result": str(result.out_dir / "result.json"), "mutant": mutant.name}
+def _class_notebooks(lab: str) -> dict:
+    from test_grading_honest import honest_students
+
+    released, solution = C.lab_notebooks(lab)
+    full = harness.with_answers(released, solution)
+    exercises = notebook.exercises(solution)
+    first_half = exercises[: len(exercises) // 2 or 1]
+    stubs = {notebook.grade_id(c): c.source for c in released.cells if notebook.is_solution_cell(c)}
+    partly = C.with_cells(full, {ex: stubs[ex] for ex in exercises if ex not in first_half})
+    mutant = harness.load_mutants(lab, C.ROOT)[0]
+    mutated = C.with_cells(full, {mutant.exercise: mutant.apply(
+        next(c.source for c in full.cells if notebook.grade_id(c) == mutant.exercise))})
+    text = nbformat.writes(full)
+    return {"solution": full, "blank": released, "partly": partly, "mutant": mutated, "broken": text[: len(text) // 3],
+            **honest_students(lab)}
 
 
-def _scores(g):
-    return grade.gradebook_scores(f"sqlite:///{g['course']}/gradebook.db", g["lab"])
+def graded_class(tmp_path_factory, lab: str, mode: str) -> dict:
+    """The class of ``lab`` graded in ``mode``, once per test session; the honest corpus and the
+    attackers of tests/test_grading_adversarial.py are students of the same class."""
+    from test_grading_adversarial import attack_students, limits_of
+
+    def make(shared: Path) -> dict:
+        def write(course: Path, port: int) -> None:
+            C.write_students(course, lab, {**_class_notebooks(lab), **attack_students(lab, course, port)})
+        return C.run_class(shared, lab, mode, write, limits=limits_of(lab) or LIMITS, server=True)
+    return shared_run(tmp_path_factory, f"grading-class-{lab}-{mode}", make)
+
+
+@pytest.fixture(scope="session", params=LABS)
+def graded(request, tmp_path_factory):
+    return graded_class(tmp_path_factory, request.param, MODE)
+
+
+def _exercise_scores(result, scores: dict) -> dict[str, float]:
+    return {ex: sum(scores.get(g) or 0 for g in gids) for ex, gids in result.exercises.items()}
 
 
 def test_solution_earns_full_points(graded):
-    result = graded["result"]
-    scores = _scores(graded)["solution"]
-    assert scores == result.max_scores, (scores, result.students["solution"].messages)
+    result = C.load(graded)
+    assert C.gradebook(graded)["solution"] == result.max_scores, result.students["solution"].messages
 
 
 def test_untouched_notebook_earns_zero_on_every_exercise(graded):
-    scores = _scores(graded)["blank"]
-    assert set(scores) == set(graded["result"].max_scores)
+    result = C.load(graded)
+    scores = C.gradebook(graded)["blank"]
+    assert set(scores) == set(result.max_scores)
     assert all(v == 0 for v in scores.values()), scores
 
 
+def test_partly_answered_notebook_earns_its_answered_exercises(graded):
+    result = C.load(graded)
+    _, solution = C.lab_notebooks(graded["lab"])
+    exercises = notebook.exercises(solution)
+    answered = exercises[: len(exercises) // 2 or 1]
+    got = _exercise_scores(result, C.gradebook(graded)["partly"])
+    expected = {ex: (C.exercise_points(result, ex) if ex in answered else 0.0) for ex in result.exercises}
+    assert got == expected, result.students["partly"].messages
+
+
 def test_mutant_loses_points_on_its_exercise_only(graded):
-    result = graded["result"]
-    scores = _scores(graded)["mutant"]
-    mutant = graded["mutant"]
-    users = _users_of(graded, mutant.exercise)
-    for exercise, gids in result.exercises.items():
-        got = sum(scores[g] for g in gids)
-        full = sum(result.max_scores[g] for g in gids)
+    result = C.load(graded)
+    mutant = harness.load_mutants(graded["lab"], C.ROOT)[0]
+    got = _exercise_scores(result, C.gradebook(graded)["mutant"])
+    users = _users_of(graded["lab"], mutant.exercise)
+    for exercise in result.exercises:
+        full = C.exercise_points(result, exercise)
         if exercise == mutant.exercise:
-            assert got < full, f"mutant {mutant.name} kept all points of {exercise}"
+            assert got[exercise] < full, f"mutant {mutant.name} kept all points of {exercise}"
         elif exercise not in users:
-            assert got == full, f"mutant {mutant.name} lost points on {exercise}: {got} of {full}"
+            assert got[exercise] == full, f"mutant {mutant.name} lost points on {exercise}: {got[exercise]} of {full}"
 
 
-def _users_of(graded, exercise: str) -> set[str]:
-    """Exercises whose answer cell calls a function the answer cell of ``exercise`` defines.
-
-    A lab may build later exercises on the student's own earlier functions (multi-head attention
-    calling the student's scaled dot-product attention): a mistake there may cost points twice.
-    """
-    lab = graded["lab"]
-    nb = nbformat.read(str(graded["course"] / "solutions" / lab / f"{lab}.ipynb"), as_version=4)
-    cells = {_nbg(c)["grade_id"]: c.source for c in nb.cells if _nbg(c).get("solution")}
+def _users_of(lab: str, exercise: str) -> set[str]:
+    """Exercises whose answer cell calls a function the answer cell of ``exercise`` defines (a later
+    exercise may build on the student's own earlier one: a mistake there may cost points twice)."""
+    _, solution = C.lab_notebooks(lab)
+    cells = {notebook.grade_id(c): c.source for c in solution.cells if notebook.is_solution_cell(c)}
     defined = set(re.findall(r"^(?:def|class)\s+(\w+)", cells.get(exercise, ""), flags=re.M))
     return {ex for ex, src in cells.items() if ex != exercise
             and any(re.search(rf"\b{re.escape(name)}\b", src) for name in defined)}
 
 
-def test_malformed_file_is_reported_and_scores_zero(graded):
-    res = graded["result"].students["malformed"]
+def test_broken_file_is_reported_and_scores_zero(graded):
+    res = C.load(graded).students["broken"]
     assert res.status == "not gradable" and any("JSON" in m for m in res.messages), res
-    assert all(v == 0 for v in _scores(graded)["malformed"].values())
+    assert all(v == 0 for v in C.gradebook(graded)["broken"].values())
 
 
-def test_feedback_and_export(graded):
-    course, lab, result = graded["course"], graded["lab"], graded["result"]
-    for student in ("solution", "blank", "mutant"):
-        html = course / "feedback" / student / lab / f"{lab}.html"
-        assert html.exists(), f"no feedback for {student}: {result.students[student].messages}"
-        text = html.read_text("utf-8")
+def test_feedback_without_hidden_tests_and_grades_csv(graded):
+    result = C.load(graded)
+    lab = graded["lab"]
+    students = sorted(result.students)
+    submitted = [p.read_text("utf-8", errors="replace")
+                 for p in Path(graded["course"], "submitted").rglob("*.ipynb")]
+    hidden = C.hidden_test_lines(lab, submitted)
+    assert hidden, f"{lab} has no hidden test line to look for"
+    for student in students:
+        if result.students[student].status == "not gradable":
+            continue
+        page = C.feedback_page(graded, student)
+        assert page.exists(), f"no feedback for {student}: {result.students[student].messages}"
+        text = page.read_text("utf-8")
         assert "BEGIN HIDDEN TESTS" not in text
+        leaked = [line for line in hidden if line in text]
+        assert not leaked, f"{student}'s feedback shows hidden test lines: {leaked[:3]}"
     with open(result.csv_path, newline="") as f:
         rows = {r["student"]: r for r in csv.DictReader(f)}
-    assert set(rows) == {"solution", "blank", "mutant", "malformed"}
+    assert set(rows) == set(students)
     assert float(rows["solution"]["total"]) == sum(result.max_scores.values())
     assert float(rows["blank"]["total"]) == 0
+    assert float(rows["broken"]["total"]) == 0
+    for student in students:
+        assert float(rows[student]["total"]) == sum(result.students[student].scores.values()), student
     assert (result.out_dir / "nbgrader_grades.csv").exists()
-    assert result.summary_path.exists() and result.plot_path is not None
+    assert result.summary_path.exists()
+
+
+def test_course_files_unchanged(graded):
+    assert graded["before"] == graded["after"]
+    assert graded["new_files"] == {"src": [], "solutions": []}
 
 
 @pytest.mark.browser
@@ -141,7 +165,7 @@ def test_feedback_typesets_math_offline(graded):
     from playwright.sync_api import sync_playwright
 
     lab = graded["lab"]
-    folder = graded["course"] / "feedback" / "solution" / lab
+    folder = C.feedback_page(graded, "solution").parent
     if "$" not in (folder / f"{lab}.html").read_text("utf-8"):
         pytest.skip(f"{lab}'s notebook has no equation")
     httpd = _serve(folder)
