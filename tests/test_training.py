@@ -1,6 +1,7 @@
 """attnlab.training: profiles, seeding, the loop, recorded metrics; attnlab.plotting draws what it says."""
 
 import json
+import re
 
 import matplotlib
 import pytest
@@ -77,6 +78,51 @@ def test_train_records_the_loss_of_every_step_although_it_reads_them_in_blocks(c
 
     history = training.train(model, lambda: [(x,)], loss_fn, steps=23, lr=0.01, clip_grad=None)
     assert history.step == list(range(23)) and history.loss == pytest.approx(seen)   # 23: not a multiple of 10
+
+
+def test_text_progress_prints_one_line_when_a_training_run_ends(clean_env, capsys):
+    """The book's style: no bar and no line while training; one line at the end naming the run,
+    its steps, its time and its final loss (the loss of the last step, as History recorded it)."""
+    clean_env.setenv("ATTNLAB_PROGRESS", "text")
+    x = torch.randn(32, 3, generator=torch.Generator().manual_seed(2))
+    model = torch.nn.Linear(3, 1)
+    lines = []
+
+    def loss_fn(m, batch):
+        lines.append(capsys.readouterr())                       # what was printed before this step
+        return (m(batch[0]) ** 2).mean()
+
+    history = training.train(model, lambda: [(x,)], loss_fn, steps=25, lr=0.01, desc="a linear map")
+    out = capsys.readouterr()
+    assert all(seen.out == "" and seen.err == "" for seen in lines)  # nothing while it trains
+    assert out.err == "" and out.out.count("\n") == 1, out
+    match = re.fullmatch(r"a linear map: 25 steps in (\d+\.\d) s, final loss (\d+\.\d{3})\n", out.out)
+    assert match, out.out
+    assert match.group(2) == f"{history.loss[-1]:.3f}"
+    training.train(model, lambda: [(x,)], lambda m, b: (m(b[0]) ** 2).mean(), steps=3)
+    assert capsys.readouterr().out.startswith("Linear: 3 steps in ")   # no desc: the model's class
+
+
+def test_progress_styles(clean_env, capsys):
+    clean_env.setenv("ATTNLAB_PROGRESS", "off")
+    assert list(training.progress(range(4), desc="x")) == [0, 1, 2, 3]
+    assert capsys.readouterr() == ("", "")
+    clean_env.setenv("ATTNLAB_PROGRESS", "text")
+    loop = training.progress(iter("abc"), desc="letters", unit="letters")
+    assert list(loop) == ["a", "b", "c"]
+    assert re.fullmatch(r"letters: 3 letters in \d+\.\d s\n", capsys.readouterr().out)
+    broken = training.progress(range(5), desc="stopped early")
+    for i in broken:
+        if i == 2:
+            break
+    assert capsys.readouterr().out == ""                       # a loop left early claims no total
+    clean_env.setenv("ATTNLAB_PROGRESS", "auto")               # the labs' live bar (text outside Jupyter)
+    bar = training.progress(range(3), total=3, desc="live")
+    assert list(bar) == [0, 1, 2] and hasattr(bar, "set_postfix")
+    assert "live: 100%" in capsys.readouterr().err
+    clean_env.setenv("ATTNLAB_PROGRESS", "widget")
+    with pytest.raises(ValueError, match="unknown ATTNLAB_PROGRESS 'widget'.*'text'"):
+        training.progress(range(3))
 
 
 def test_train_rejects_zero_steps():

@@ -25,6 +25,7 @@ import dataclasses
 import json
 import os
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, TypeVar
 
@@ -37,6 +38,7 @@ __all__ = [
     "by_profile",
     "get_device",
     "seed_everything",
+    "PROGRESS_STYLES",
     "progress",
     "History",
     "train",
@@ -100,21 +102,58 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def progress(iterable: Iterable[T], *, total: int | None = None, desc: str | None = None) -> Iterator[T]:
-    """Wrap ``iterable`` in a tqdm progress bar.
+PROGRESS_STYLES = ("auto", "text", "off")
 
-    ``ATTNLAB_PROGRESS`` chooses the style: ``auto`` (default: a widget in JupyterLab, text in a
-    terminal), ``text`` (plain text; the book build uses it, so that pages need no widget
-    JavaScript) or ``off``.
+
+class _Summary:
+    """The ``text`` style of :func:`progress`: no bar; one line on standard output when the loop ends.
+
+    It keeps what ``set_postfix`` last received (as a tqdm bar shows it), so that the line can end
+    with the final loss: ``ViT: 300 steps in 41.2 s, final loss 0.412``.
+    """
+
+    def __init__(self, iterable: Iterable[T], desc: str | None, unit: str):
+        self.iterable, self.desc, self.unit = iterable, desc, unit
+        self.postfix: dict[str, Any] = {}
+
+    def set_postfix(self, **values: Any) -> None:
+        self.postfix.update(values)
+
+    def __iter__(self) -> Iterator[T]:
+        start, count = time.perf_counter(), 0
+        for item in self.iterable:
+            yield item
+            count += 1
+        seconds = time.perf_counter() - start
+        final = "".join(f", final {key} {value}" for key, value in self.postfix.items())
+        print(f"{self.desc or 'loop'}: {count} {self.unit} in {seconds:.1f} s{final}", flush=True)
+
+
+def progress(iterable: Iterable[T], *, total: int | None = None, desc: str | None = None,
+             unit: str = "steps") -> Iterable[T]:
+    """Wrap ``iterable`` so that a reader sees how a loop goes; iterate over the result.
+
+    ``ATTNLAB_PROGRESS`` chooses how (:data:`PROGRESS_STYLES`):
+
+    - ``auto`` (default): a live tqdm bar, a widget in JupyterLab and text in a terminal (the labs);
+    - ``text``: no bar; one line on standard output when the loop has run to its end,
+      ``<desc>: <count> <unit> in <seconds> s``, followed by the last values given to the result's
+      ``set_postfix`` (``, final loss 0.412``). The book build, the grader and the GPU reports use
+      it: a built page shows one line per training run instead of one output block per bar update;
+    - ``off``: nothing.
+
+    The result of ``auto`` and ``text`` has tqdm's ``set_postfix(**values)``; test for it with
+    ``hasattr`` (``off`` gives a plain iterator).
     """
     style = os.environ.get("ATTNLAB_PROGRESS", "auto")
+    if style not in PROGRESS_STYLES:
+        raise ValueError(f"unknown ATTNLAB_PROGRESS {style!r}; expected one of {PROGRESS_STYLES}")
     if style == "off":
         return iter(iterable)
     if style == "text":
-        from tqdm.std import tqdm
-        return iter(tqdm(iterable, total=total, desc=desc, ascii=True, mininterval=1.0))
+        return _Summary(iterable, desc, unit)
     from tqdm.auto import tqdm
-    return iter(tqdm(iterable, total=total, desc=desc))
+    return tqdm(iterable, total=total, desc=desc)
 
 
 @dataclass
@@ -195,7 +234,7 @@ def train(
     clip_grad: float | None = 1.0,
     evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None,
     eval_every: int = 0,
-    desc: str = "train",
+    desc: str | None = None,
 ) -> History:
     """A plain training loop: AdamW, optional linear warm-up then cosine decay, a progress bar.
 
@@ -210,6 +249,8 @@ def train(
         steps: number of optimisation steps.
         evaluate: optional ``evaluate(model) -> {"accuracy": ...}``, run every ``eval_every``
             steps and after the last step.
+        desc: what is trained, for the progress bar and the line at the end (:func:`progress`);
+            ``None``: the model's class name.
 
     Returns:
         a :class:`History` with the loss of every step and each evaluation. Losses are read every
@@ -222,7 +263,7 @@ def train(
     history = History()
     stream = _forever(batches)
     device = next(model.parameters()).device
-    bar = progress(range(steps), total=steps, desc=desc)
+    bar = progress(range(steps), total=steps, desc=desc or type(model).__name__)
     pending: list[torch.Tensor] = []                       # losses not yet read (see Returns)
     for step in bar:
         model.train()
