@@ -27,6 +27,22 @@ def shared_run(tmp_path_factory, name: str, make) -> dict:
         return json.loads(done.read_text())
 
 
+
+def conv_rounding_bound(x, w, b=None, *, stride=1, padding=0):
+    """How far two correct computations of ``F.conv2d(x, w, b)`` in x's dtype may differ: each
+    output is a sum of n = C*K*K products (plus the bias), which any order of summation computes
+    to within gamma_n * sum|terms| (Higham, *Accuracy and Stability of Numerical Algorithms*, 3.1),
+    gamma_n = n u / (1 - n u) with u the unit round-off; two computations, twice that."""
+    import torch
+    import torch.nn.functional as F
+
+    n = w[0].numel() + (b is not None)
+    u = torch.finfo(x.dtype).eps / 2
+    terms = F.conv2d(x.double().abs(), w.double().abs(), None if b is None else b.double().abs(),
+                     stride=stride, padding=padding)                 # sum |terms| per output
+    return 2 * n * u / (1 - n * u) * terms
+
+
 # -- running as an unprivileged user (CI runs as root) ------------------------------------------
 
 MS_REC, MS_PRIVATE, MS_BIND = 1 << 14, 1 << 18, 4096

@@ -17,10 +17,15 @@ def _qkv(b=2, h=3, t_q=5, t_k=7, d=8, dv=6, dtype=torch.float32, seed=0):
     return q, k, v
 
 
+# Equalities with torch's own attention are shown in float64, to 1e-12: the same function, not
+# merely a close one (in float32 the two sum in different orders, on each CPU differently).
+F64 = dict(rtol=1e-12, atol=1e-12)
+
+
 def test_sdpa_matches_torch_fused_without_mask():
-    q, k, v = _qkv()
+    q, k, v = _qkv(dtype=torch.float64)
     out, w = A.scaled_dot_product_attention(q, k, v)
-    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out, F.scaled_dot_product_attention(q, k, v), **F64)
     assert w.shape == (2, 3, 5, 7)
 
 
@@ -70,7 +75,7 @@ def test_fully_masked_row_gives_zero_weights_and_output():
 
 @pytest.mark.parametrize("kind", ["none", "causal", "padding", "random"])
 def test_fast_path_equals_teaching_path(kind):
-    q, k, v = _qkv(t_q=6, t_k=6)
+    q, k, v = _qkv(t_q=6, t_k=6, dtype=torch.float64)
     g = torch.Generator().manual_seed(3)
     mask = {
         "none": None,
@@ -79,7 +84,7 @@ def test_fast_path_equals_teaching_path(kind):
         "random": torch.rand(2, 3, 6, 6, generator=g) < 0.5,
     }[kind]
     slow, _ = A.scaled_dot_product_attention(q, k, v, mask)
-    torch.testing.assert_close(A.fast_attention(q, k, v, mask), slow, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(A.fast_attention(q, k, v, mask), slow, **F64)
 
 
 def test_causal_mask_blocks_exactly_the_future():
@@ -122,7 +127,7 @@ def test_split_and_merge_heads_are_inverse_and_match_view_transpose():
 
 
 def _copy_into_torch_mha(mha: A.MultiHeadAttention) -> torch.nn.MultiheadAttention:
-    ref = torch.nn.MultiheadAttention(mha.dim, mha.num_heads, batch_first=True)
+    ref = torch.nn.MultiheadAttention(mha.dim, mha.num_heads, batch_first=True, dtype=mha.q_proj.weight.dtype)
     with torch.no_grad():
         ref.in_proj_weight.copy_(torch.cat([mha.q_proj.weight, mha.k_proj.weight, mha.v_proj.weight]))
         ref.in_proj_bias.copy_(torch.cat([mha.q_proj.bias, mha.k_proj.bias, mha.v_proj.bias]))
@@ -134,35 +139,35 @@ def _copy_into_torch_mha(mha: A.MultiHeadAttention) -> torch.nn.MultiheadAttenti
 @pytest.mark.parametrize("need_weights", [False, True])
 def test_mha_matches_torch_multihead_attention_self_attention(need_weights):
     torch.manual_seed(0)
-    mha = A.MultiHeadAttention(dim=16, num_heads=4).eval()
+    mha = A.MultiHeadAttention(dim=16, num_heads=4).double().eval()
     ref = _copy_into_torch_mha(mha)
-    x = torch.randn(3, 5, 16)
+    x = torch.randn(3, 5, 16, dtype=torch.float64)
     result = mha(x, need_weights=need_weights)
     ref_out, ref_w = ref(x, x, x, need_weights=True, average_attn_weights=False)
     if need_weights:  # weights only when asked: (output, weights); else the output alone
         out, w = result
-        torch.testing.assert_close(w, ref_w, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(w, ref_w, **F64)
     else:
         assert isinstance(result, torch.Tensor)
         out = result
-    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, ref_out, **F64)
 
 
 def test_mha_matches_torch_with_causal_mask_and_cross_attention():
     torch.manual_seed(1)
-    mha = A.MultiHeadAttention(dim=16, num_heads=2).eval()
+    mha = A.MultiHeadAttention(dim=16, num_heads=2).double().eval()
     ref = _copy_into_torch_mha(mha)
-    x = torch.randn(2, 6, 16)
+    x = torch.randn(2, 6, 16, dtype=torch.float64)
     out, w = mha(x, mask=A.causal_mask(6), need_weights=True)
     # torch: bool attn_mask True = NOT allowed, the same convention as ours
     ref_out, ref_w = ref(x, x, x, attn_mask=A.causal_mask(6), average_attn_weights=False)
-    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(w, ref_w, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out, ref_out, **F64)
+    torch.testing.assert_close(w, ref_w, **F64)
     # cross-attention: 4 decoder queries attend over 6 encoder states
-    y = torch.randn(2, 4, 16)
+    y = torch.randn(2, 4, 16, dtype=torch.float64)
     out = mha(y, x)
     ref_out, _ = ref(y, x, x)
-    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out, ref_out, **F64)
 
 
 def test_mha_matches_torch_with_padding_mask():

@@ -9,12 +9,15 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
+from _shared import conv_rounding_bound
+
 from attnlab import cnn
 from attnlab.measure import count_flops, count_parameters
 
 
 def gen(seed=0):
     return torch.Generator().manual_seed(seed)
+
 
 
 # --- convolution ---------------------------------------------------------------------------------
@@ -24,15 +27,20 @@ def gen(seed=0):
     (4, 3, 3, 3, 2, 11), (5, 2, 4, 2, 0, 10), (3, 6, 7, 1, 3, 8),
 ])
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_conv2d_equals_torch(c_in, c_out, k, stride, padding, size, with_bias):
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_conv2d_equals_torch(c_in, c_out, k, stride, padding, size, with_bias, dtype):
+    """Equal to ``F.conv2d`` up to rounding: within the bound that any order of summation obeys."""
     g = gen(1)
-    x = torch.randn(2, c_in, size, size + 1, generator=g)
-    w = torch.randn(c_out, c_in, k, k, generator=g)
-    b = torch.randn(c_out, generator=g) if with_bias else None
+    x = torch.randn(2, c_in, size, size + 1, generator=g, dtype=dtype)
+    w = torch.randn(c_out, c_in, k, k, generator=g, dtype=dtype)
+    b = torch.randn(c_out, generator=g, dtype=dtype) if with_bias else None
     ours = cnn.conv2d(x, w, b, stride=stride, padding=padding)
     ref = F.conv2d(x, w, b, stride=stride, padding=padding)
-    assert ours.shape == ref.shape
-    torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-5)
+    assert ours.shape == ref.shape and ours.dtype == dtype
+    bound = conv_rounding_bound(x, w, b, stride=stride, padding=padding)
+    assert ((ours - ref).abs() <= bound).all(), float(((ours - ref).abs() / bound).max())
+    if dtype == torch.float64:
+        assert float(bound.max()) < 1e-11                            # the bound itself is tight
 
 
 def test_5x5x3_filter_on_32x32x3_gives_32x32x1():
@@ -42,13 +50,13 @@ def test_5x5x3_filter_on_32x32x3_gives_32x32x1():
 
 
 def test_conv2d_gradients_match_torch():
-    g = gen(3)
-    x = torch.randn(2, 3, 6, 6, generator=g, requires_grad=True)
-    w = torch.randn(4, 3, 3, 3, generator=g, requires_grad=True)
+    g = gen(3)                                                       # float64: an identity, shown to 1e-10
+    x = torch.randn(2, 3, 6, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
     (gx, gw) = torch.autograd.grad(cnn.conv2d(x, w, stride=2, padding=1).square().sum(), (x, w))
     (rx, rw) = torch.autograd.grad(F.conv2d(x, w, stride=2, padding=1).square().sum(), (x, w))
-    torch.testing.assert_close(gx, rx, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(gw, rw, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gx, rx, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(gw, rw, rtol=1e-10, atol=1e-10)
 
 
 def test_naive_sliding_window_equals_scipy_and_torch():

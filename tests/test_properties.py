@@ -82,12 +82,12 @@ def test_inductive_bias_and_scaling_experiments_return_their_numbers():
 
 
 def test_fit_power_law_recovers_exact_data():
-    x = torch.tensor([1e3, 3e3, 1e4, 3e4, 1e5])
+    x = torch.tensor([1e3, 3e3, 1e4, 3e4, 1e5], dtype=torch.float64)   # float64: exact data, fit to 1e-12
     y = 7.5 * x ** -0.31
     a, alpha = P.fit_power_law(x, y)
-    assert a == pytest.approx(7.5, rel=1e-6) and alpha == pytest.approx(0.31, rel=1e-6)
+    assert a == pytest.approx(7.5, rel=1e-12) and alpha == pytest.approx(0.31, rel=1e-12)
     a, alpha = P.fit_power_law(x, 2.0 * x ** 0.5)                     # growing: alpha < 0
-    assert alpha == pytest.approx(-0.5, rel=1e-6) and a == pytest.approx(2.0, rel=1e-6)
+    assert alpha == pytest.approx(-0.5, rel=1e-12) and a == pytest.approx(2.0, rel=1e-12)
 
 
 def test_fit_power_law_is_least_squares_in_log_space():

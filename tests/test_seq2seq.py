@@ -140,7 +140,7 @@ def test_seq2seq_batched_equals_one_by_one():
     for attention in (None, "dot", "additive"):
         torch.manual_seed(2)
         model = Seq2Seq(src_vocab=len(src_tok), tgt_vocab=len(tgt_tok), embed_dim=8, dim=12,
-                        attention=attention).eval()
+                        attention=attention).double().eval()   # float64: one by one equals batched to 1e-12
         toks, weights = model.translate(b.src, b.src_len, max_len=6)
         losses = []
         for i in range(4):
@@ -149,13 +149,14 @@ def test_seq2seq_batched_equals_one_by_one():
             assert tgt_tok.decode(toks[i]) == tgt_tok.decode(t1[0])
             if attention:
                 n = int(one.src_len[0])
-                torch.testing.assert_close(weights[i, : t1.size(1), :n], w1[0], atol=1e-6, rtol=1e-5)
+                torch.testing.assert_close(weights[i, : t1.size(1), :n], w1[0], atol=1e-12, rtol=1e-12)
                 assert bool((weights[i, :, n:] == 0).all())
             else:
                 assert weights is None
             losses.append(model.loss(one.src, one.src_len, one.tgt) * (one.tgt[0, 1:] != 0).sum())
         n_tok = (b.tgt[:, 1:] != 0).sum()
-        torch.testing.assert_close(model.loss(b.src, b.src_len, b.tgt), torch.stack(losses).sum() / n_tok)
+        torch.testing.assert_close(model.loss(b.src, b.src_len, b.tgt), torch.stack(losses).sum() / n_tok,
+                                   atol=1e-12, rtol=1e-12)
 
 
 def test_seq2seq_with_attention_learns_a_tiny_set():

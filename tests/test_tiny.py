@@ -15,14 +15,14 @@ def _model(**kw):
 
 
 def test_shapes_and_weights_only_when_asked():
-    model = _model()
+    model = _model().double()                                          # float64: the two paths agree to 1e-12
     tokens = torch.randint(10, (3, 6), generator=torch.Generator().manual_seed(0))
     logits = model(tokens)
-    assert isinstance(logits, torch.Tensor) and logits.shape == (3, 6, 10)
+    assert isinstance(logits, torch.Tensor) and logits.shape == (3, 6, 10) and logits.dtype == torch.float64
     logits2, w = model(tokens, need_weights=True)
-    torch.testing.assert_close(logits2, logits, rtol=1e-5, atol=1e-6)   # teaching path == fast path
+    torch.testing.assert_close(logits2, logits, rtol=1e-12, atol=1e-12)  # teaching path == fast path
     assert w.shape == (3, 2, 6, 6)
-    torch.testing.assert_close(w.sum(-1), torch.ones(3, 2, 6))
+    torch.testing.assert_close(w.sum(-1), torch.ones(3, 2, 6, dtype=torch.float64))
 
 
 def test_it_is_causal():

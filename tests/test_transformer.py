@@ -120,32 +120,32 @@ def test_layer_norm_gradcheck_float64():
 
 def test_layer_norm_module_is_the_fast_path_of_the_function():
     g = _gen(3)
-    norm = TR.LayerNorm(dim=12)
+    norm = TR.LayerNorm(dim=12).double()                              # float64: equal to 1e-10
     with torch.no_grad():
         norm.weight.normal_(generator=g)
         norm.bias.normal_(generator=g)
-    x = torch.randn(3, 4, 12, generator=g)
-    torch.testing.assert_close(norm(x), TR.layer_norm(x, norm.weight, norm.bias), rtol=1e-5, atol=1e-6)
-    ref = nn.LayerNorm(12)
+    x = torch.randn(3, 4, 12, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(norm(x), TR.layer_norm(x, norm.weight, norm.bias), **TOL[torch.float64])
+    ref = nn.LayerNorm(12, dtype=torch.float64)
     ref.load_state_dict(norm.state_dict())                            # same state dict as torch's
-    torch.testing.assert_close(norm(x), ref(x))
+    torch.testing.assert_close(norm(x), ref(x), **TOL[torch.float64])
 
 
 # ------------------------------------------------------------------------ Add & Norm and FFN
 @pytest.mark.parametrize("norm_first", [False, True])
 def test_add_norm_placements(norm_first):
-    block = TR.AddNorm(dim=6, norm_first=norm_first)
-    x = torch.randn(2, 3, 6, generator=_gen(4))
+    block = TR.AddNorm(dim=6, norm_first=norm_first).double()        # float64: equal to 1e-10
+    x = torch.randn(2, 3, 6, generator=_gen(4), dtype=torch.float64)
     f = torch.tanh
     ln = lambda t: TR.layer_norm(t, block.norm.weight, block.norm.bias)  # noqa: E731
     expected = x + f(ln(x)) if norm_first else ln(x + f(x))
-    torch.testing.assert_close(block(x, f), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(block(x, f), expected, **TOL[torch.float64])
     # pre-norm leaves an identity path: with a zero sublayer the input passes unchanged
     zero = block(x, torch.zeros_like)
     if norm_first:
         assert torch.equal(zero, x)
     else:
-        torch.testing.assert_close(zero, ln(x))
+        torch.testing.assert_close(zero, ln(x), **TOL[torch.float64])
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
@@ -230,19 +230,20 @@ def test_converters_copy_every_weight_and_keep_dtype_and_mode():
 # ------------------------------------------------------------------ masks, weights, dropout
 def test_need_weights_gives_the_teaching_path_with_the_same_output():
     torch.manual_seed(11)
-    layer = TR.DecoderLayer(dim=16, num_heads=4, ffn_dim=32, dropout=0.0).eval()
+    layer = TR.DecoderLayer(dim=16, num_heads=4, ffn_dim=32, dropout=0.0).double().eval()   # float64
     g = _gen(11)
-    y, memory = torch.randn(2, 4, 16, generator=g), torch.randn(2, 6, 16, generator=g)
+    y = torch.randn(2, 4, 16, generator=g, dtype=torch.float64)
+    memory = torch.randn(2, 6, 16, generator=g, dtype=torch.float64)
     lengths, _ = _padded(B=2, S=6, lengths=(6, 3))
     kwargs = dict(tgt_mask=causal_mask(4), memory_mask=padding_mask(lengths, 6))
     out = layer(y, memory, **kwargs)
     assert isinstance(out, torch.Tensor)                              # weights only when asked
     out_w, (self_w, cross_w) = layer(y, memory, need_weights=True, **kwargs)
-    torch.testing.assert_close(out_w, out, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out_w, out, **TOL[torch.float64])
     assert self_w.shape == (2, 4, 4, 4) and cross_w.shape == (2, 4, 4, 6)
-    torch.testing.assert_close(self_w.sum(-1), torch.ones(2, 4, 4))
+    torch.testing.assert_close(self_w.sum(-1), torch.ones(2, 4, 4, dtype=torch.float64))
     assert torch.equal(self_w.triu(1), torch.zeros_like(self_w))       # no query looks ahead
-    assert torch.equal(cross_w[1, ..., 3:], torch.zeros(4, 4, 3))      # nor at the source's padding
+    assert torch.equal(cross_w[1, ..., 3:], torch.zeros(4, 4, 3, dtype=torch.float64))  # nor at the padding
 
 
 def test_attention_maps_of_the_whole_model():
