@@ -1,5 +1,6 @@
-"""attnlab.properties (chapter 8): each experiment's pieces on exact or tiny inputs; no result of training
-is asserted beyond "it ran and returned numbers of the right form"."""
+"""attnlab.properties (chapter 8): each experiment's pieces on exact or tiny inputs; of training results only
+one is asserted (a tiny Transformer learns associative recall), the rest must run and return numbers of the
+right form."""
 
 from __future__ import annotations
 
@@ -14,48 +15,59 @@ from attnlab.data import scenes as sc
 from attnlab.vit import attention_rollout
 
 
-def test_distance_task_answer_is_the_token_d_before_the_last():
-    tokens, labels = P.distance_task(50, length=10, distance=3, num_classes=5, generator=torch.Generator().manual_seed(0))
-    assert tokens.shape == (50, 10) and labels.shape == (50,)
-    assert torch.equal(labels, tokens[:, 6])
-    assert int(tokens.max()) < 5 and int(tokens.min()) >= 0
+def test_recall_task_answer_is_the_value_paired_with_the_query_key():
+    g = torch.Generator().manual_seed(0)
+    tokens, labels = P.recall_task(200, pairs=6, num_keys=9, num_values=4, generator=g)
+    assert tokens.shape == (200, 7, 2) and labels.shape == (200,)
+    keys, values = tokens[..., 0], tokens[..., 1]
+    assert all(len(set(row[:6].tolist())) == 6 for row in keys)          # distinct keys in every sequence
+    assert (values[:, -1] == 4).all() and (values[:, :6] < 4).all()      # the blank only at the query
+    match = keys[:, :6] == keys[:, 6:]                                   # (200, 6): exactly one pair matches
+    assert (match.sum(-1) == 1).all()
+    assert torch.equal(values[:, :6][match], labels)
+    distance = 6 - match.float().argmax(-1)
+    assert set(distance.tolist()) == set(range(1, 7))                    # random distances, all reached
+    tokens, labels = P.recall_task(50, pairs=6, num_keys=9, num_values=4, generator=g, distance=2)
+    assert torch.equal(tokens[:, 4, 0], tokens[:, 6, 0]) and torch.equal(tokens[:, 4, 1], labels)
     with pytest.raises(ValueError):
-        P.distance_task(2, length=10, distance=10, num_classes=5, generator=torch.Generator())
+        P.recall_task(2, pairs=6, num_keys=9, num_values=4, generator=g, distance=7)
+    with pytest.raises(ValueError):
+        P.recall_task(2, pairs=6, num_keys=5, num_values=4, generator=g)
 
 
 def test_cnn_reach_is_depth_times_kernel_minus_one():
-    """The causal CNN's output at the last position depends on exactly the last depth * (K - 1) + 1 tokens."""
+    """The causal CNN's output at the last position depends on exactly the last depth * (K - 1) + 1 pairs."""
     torch.manual_seed(0)
-    model = P.DistanceModel(kind="cnn", vocab_size=4, num_classes=4, dim=8, depth=3, kernel=3).eval()
-    tokens = torch.zeros(1, 20, dtype=torch.long)
+    model = P.RecallModel(kind="cnn", num_keys=4, num_values=4, dim=8, depth=3, kernel=3).eval()
+    tokens = torch.zeros(1, 20, 2, dtype=torch.long)
     base = model(tokens)
     reach = 3 * 2
     for position in range(20):
         changed = tokens.clone()
-        changed[0, position] = 1
+        changed[0, position, 0] = 1
         differs = not torch.allclose(model(changed), base)
         assert differs == (position >= 19 - reach), f"position {position}"
 
 
 @pytest.mark.parametrize("kind", ["lstm", "cnn", "transformer"])
-def test_distance_models_give_logits_and_train(kind):
+def test_recall_models_give_logits_and_train(kind):
     g = torch.Generator().manual_seed(0)
-    x, y = P.distance_task(64, length=12, distance=1, num_classes=3, generator=g)
-    model = P.DistanceModel(kind=kind, vocab_size=3, num_classes=3, dim=8, depth=1, max_len=12)
+    x, y = P.recall_task(64, pairs=5, num_keys=8, num_values=3, generator=g)
+    model = P.RecallModel(kind=kind, num_keys=8, num_values=3, dim=8, depth=1, max_len=6)
     assert model(x).shape == (64, 3)
     P.fit_classifier(model, x, y, steps=3, batch_size=32, generator=g)
     acc, loss = P.accuracy_and_loss(model, x, y)
     assert 0 <= acc <= 1 and loss > 0
 
 
-def test_long_range_experiment_shape():
-    out = P.long_range_experiment(distances=[1, 3], length=8, num_classes=3,
-                                  models={"cnn": {"dim": 8, "depth": 1}, "transformer": {"dim": 8, "depth": 1}},
-                                  steps=2, batch_size=16, n_train=32, n_test=16,
-                                  generator=torch.Generator().manual_seed(0))
-    assert out["distances"] == [1, 3]
-    assert set(out["accuracy"]) == {"cnn", "transformer"} and all(len(v) == 2 for v in out["accuracy"].values())
-    assert all(n > 0 for n in out["parameters"].values())
+def test_transformer_learns_recall_by_content_at_every_distance():
+    """A tiny Transformer finds the pair by its key wherever it stands (a few seconds of training)."""
+    torch.manual_seed(0)
+    out = P.long_range_experiment(distances=[1, 5, 10], pairs=10, num_keys=12, num_values=4,
+                                  models={"transformer": {"dim": 32, "depth": 1}}, steps=150, batch_size=64,
+                                  n_train=4000, n_test=300, generator=torch.Generator().manual_seed(0))
+    assert out["distances"] == [1, 5, 10] and out["parameters"]["transformer"] > 0
+    assert min(out["accuracy"]["transformer"]) > 0.9                    # chance: 0.25
 
 
 def test_translation_configs_keep_objects_in_their_half():
@@ -74,11 +86,60 @@ def test_inductive_bias_and_scaling_experiments_return_their_numbers():
     out = P.inductive_bias_experiment(sizes=[20, 40], train_set=train, test_seen=seen, test_unseen=unseen, steps=2,
                                       batch_size=16, generator=g, vit_dim=8)
     for key in ("accuracy", "shifted", "loss"):
-        assert set(out[key]) == {"CNN", "ViT"} and all(len(v) == 2 for v in out[key].values())
-    assert set(out["models"]) == {"CNN", "ViT"}
+        assert all(len(v) == 2 for v in out[key].values())
+    runs = {"CNN", "ViT", "CNN + aug.", "ViT + aug."}
+    assert set(out["accuracy"]) == runs and set(out["models"]) == runs and set(out["parameters"]) == {"CNN", "ViT"}
     scaling = P.scaling_experiment(dims=[4, 8], images=train.images, labels=train.labels, test_images=seen.images,
                                    test_labels=seen.labels, steps=2, batch_size=16, generator=g, depth=1)
     assert scaling["parameters"][0] < scaling["parameters"][1] and len(scaling["loss"]) == 2
+    assert all(0 < n < m for n, m in zip(scaling["non_embedding"], scaling["parameters"]))
+
+
+def test_non_embedding_parameters_leave_out_patches_positions_and_cls():
+    model = P.make_vit(dim=8, depth=1, image_size=16, patch_size=4)      # 16 patches of 4 x 4 x 3
+    embedding = (48 * 8 + 8) + 17 * 8 + 8                               # patch projection, positions, CLS
+    assert P.non_embedding_parameters(model) == sum(p.numel() for p in model.parameters()) - embedding
+    deeper = P.make_vit(dim=8, depth=2, image_size=16, patch_size=4)
+    block = sum(p.numel() for p in deeper.blocks[1].parameters())
+    assert P.non_embedding_parameters(deeper) - P.non_embedding_parameters(model) == block
+
+
+def test_standardise_puts_the_background_at_zero():
+    images = torch.full((2, 3, 8, 8), 0.4)
+    images[1] = 0.3
+    images[:, 0, :2, :2] = 0.9                                          # an object, red, 4 of 64 pixels
+    out = P.standardise(images, scale=0.5)
+    assert torch.allclose(out[:, :, 4:, 4:], torch.zeros(2, 3, 4, 4))
+    assert torch.allclose(out[:, 0, :2, :2], torch.tensor([1.0, 1.2])[:, None, None].expand(2, 2, 2))
+
+
+def test_augment_scenes_shifts_flips_and_jitters_but_keeps_the_object():
+    images = torch.zeros(64, 3, 16, 16)
+    images[:, 0, 2:6, 3:7] = 1.0                                        # a 4 x 4 red square, background 0
+    out = P.augment_scenes(images, torch.Generator().manual_seed(0), shift=2, jitter=0.2)
+    assert out.shape == images.shape
+    mass = out.abs().sum(1) > 0.5                                       # (64, 16, 16) object pixels
+    assert (mass.sum((1, 2)) == 16).all()                               # the square stays whole
+    rows, cols = mass.any(2).float().argmax(1), mass.any(1).float().argmax(1)
+    assert set(cols.tolist()) == {1, 2, 3, 4, 5}                        # shifted across by -2 ... 2
+    assert len(set(rows.tolist())) > 5                                  # down, and upside down (rows 8 ... 12)
+    assert (rows >= 8).any() and (rows <= 4).any()
+    assert not torch.allclose(out[:, 1].abs().sum((1, 2)), torch.zeros(64))   # some red mixed into green
+    plain = P.augment_scenes(images, torch.Generator().manual_seed(1), shift=0, jitter=0.0)
+    same, flipped = (plain == images).all((1, 2, 3)), (plain == images.flip(2)).all((1, 2, 3))
+    assert (same | flipped).all() and same.any() and flipped.any()       # only flips are left
+
+
+def test_object_share_baseline_is_the_objects_share_of_the_possible_region():
+    on_object = torch.tensor([[True, False, False, False], [False, True, True, False]])
+    left = torch.tensor([True, True, False, False])                     # objects may only be in patches 0, 1
+    maps = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.1, 0.2, 0.3, 0.4]])
+    out = P.object_share(maps, on_object, left)
+    assert torch.allclose(out["share"], torch.tensor([0.5, 0.5]))
+    assert torch.allclose(out["baseline"], torch.tensor([1 / 2, 2 / 3]))  # the region grows to hold the object
+    assert torch.allclose(out["in_region"], torch.tensor([1.0, 0.3]))
+    anywhere = P.object_share(maps, on_object, torch.ones(4, dtype=torch.bool))
+    assert torch.allclose(anywhere["baseline"], torch.tensor([1 / 4, 2 / 4]))
 
 
 def test_fit_power_law_recovers_exact_data():
