@@ -11,7 +11,10 @@ from torchvision.models import VisionTransformer
 
 from _shared import conv_rounding_bound
 
-from attnlab.vit import (PatchEmbedding, ViT, attention_rollout, conv_weight_to_linear, embed_patches,
+from _shared import conv_rounding_bound
+
+from attnlab.vit import (ConvTokenizer, PatchEmbedding, ViT, attention_rollout, classifier_rollout,
+                         conv_weight_to_linear, embed_patches,
                          mean_attention_distance, package_state_dict, patch_distances, patchify,
                          sincos_2d_positions, torchvision_state_dict, unpatchify, vit_from_torchvision,
                          vit_to_torchvision)
@@ -233,3 +236,46 @@ def test_eps_reaches_every_layer_norm():
     vit = ViT(image_size=8, patch_size=4, num_classes=2, dim=8, depth=2, num_heads=2, eps=1e-6)
     eps = {m.eps for m in vit.modules() if hasattr(m, "eps")}
     assert eps == {1e-6}
+
+
+def test_conv_tokenizer_gives_one_token_per_stride_and_sees_beyond_its_patch():
+    torch.manual_seed(0)
+    tok = ConvTokenizer(image_size=32, dim=8, channels=4, layers=2)
+    assert (tok.patch_size, tok.grid_size, tok.num_patches) == (4, 8, 64)
+    x = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    tok(x)[0, 9].sum().backward()                                        # token (1, 1): pixels 4..7 as a patch
+    touched = x.grad[0].abs().sum(0).nonzero()                           # (pixels, 2): rows and columns it reads
+    assert touched.min() < 4 and touched.max() > 7                       # its receptive field overlaps neighbours
+    with pytest.raises(ValueError, match="multiple"):
+        ConvTokenizer(image_size=30, dim=8, layers=2)
+
+
+@pytest.mark.parametrize("pool,class_token", [("cls", True), ("mean", False), ("seq", False), ("seq", True)])
+def test_pool_weights_give_the_feature_the_head_reads(pool, class_token):
+    torch.manual_seed(0)
+    vit = ViT(image_size=16, patch_size=4, num_classes=3, dim=16, depth=1, num_heads=2, pool=pool,
+              class_token=class_token, tokenizer="conv").eval()
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    tokens = vit.forward_features(x)
+    feature, weights = vit.pool(tokens)
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2))
+    torch.testing.assert_close(feature, (weights[..., None] * tokens).sum(1))   # the weighted sum, by hand
+    torch.testing.assert_close(vit(x), vit.head(feature))
+    if class_token and pool != "cls":
+        assert (weights[:, 0] == 0).all()                                # CLS not pooled unless asked
+    with pytest.raises(ValueError, match="pool"):
+        ViT(image_size=16, patch_size=4, num_classes=3, dim=16, depth=1, num_heads=2, pool="cls", class_token=False)
+
+
+def test_classifier_rollout_is_the_cls_row_of_the_rollout_or_the_pooled_rows():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    for pool, class_token in (("cls", True), ("mean", False)):
+        vit = ViT(image_size=16, patch_size=4, num_classes=3, dim=16, depth=2, num_heads=2, pool=pool,
+                  class_token=class_token).eval()
+        with torch.no_grad():
+            _, maps = vit.forward_features(x, need_weights=True)
+        rollout = attention_rollout(maps)
+        expected = rollout[:, 0, 1:] if class_token else rollout.mean(dim=1)
+        expected = expected / expected.sum(-1, keepdim=True)
+        torch.testing.assert_close(classifier_rollout(vit, x), expected)

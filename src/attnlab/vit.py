@@ -10,19 +10,24 @@ Dosovitskiy et al. (2021), "An image is worth 16x16 words", bottom-up as the fil
   into the matrix, and the tests prove the two equal;
 * :func:`sincos_2d_positions`: the fixed 2-D sine-cosine position table that MAE uses, the option
   beside learned position embeddings;
+* :class:`ConvTokenizer`: the option beside the linear patches for small data, a small
+  convolutional stem whose output pixels are the tokens (the paper's hybrid; Hassani et al., 2021,
+  "Escaping the Big Data Paradigm with Compact Transformers", CCT);
 * :class:`ViT`: a CLS token and position embeddings, the pre-norm encoder blocks of chapter 3
   (:class:`attnlab.transformer.EncoderLayer` with ``norm_first=True, activation="gelu"``), a final
-  LayerNorm and a linear head on the CLS token;
+  LayerNorm and a linear head on the CLS token (or on the mean of the patch tokens, or on CCT's
+  sequence pooling: :meth:`ViT.pool`);
 * :func:`torchvision_state_dict` / :func:`package_state_dict` rename the weights of
   ``torchvision.models.VisionTransformer`` into this module's and back; :func:`vit_to_torchvision`
   and :func:`vit_from_torchvision` build the other model with the same weights (the tests prove
   both compute the same function);
 * reading a trained ViT: :func:`attention_rollout` (Abnar & Zuidema, 2020) and
+  :func:`classifier_rollout` (what the head's feature draws from each input token),
   :func:`mean_attention_distance` (the ViT paper's figure 7), with :func:`patch_distances`.
 
 The encoder blocks are chapter 3's, not a copy: every vision chapter (SETR, MAE, CLIP) reuses this
-module's pieces. Simplifications with respect to the paper: no hybrid (CNN-feature) input, no
-representation layer before the head, no fine-tuning at higher resolution (no position-embedding
+module's pieces. Simplifications with respect to the paper: the hybrid input is CCT's two-layer
+stem, not a ResNet's stages; no representation layer before the head, no fine-tuning at higher resolution (no position-embedding
 interpolation). The LayerNorms' epsilon is torch's default, 1e-5, unless ``eps`` says otherwise
 (torchvision's ViT, like the paper's code, uses 1e-6; the converters carry it over).
 """
@@ -40,8 +45,10 @@ from torch import nn
 from .transformer import EncoderLayer, LayerNorm
 
 __all__ = ["patchify", "unpatchify", "conv_weight_to_linear", "embed_patches", "PatchEmbedding",
-           "sincos_2d_positions", "ViT", "torchvision_state_dict", "package_state_dict", "vit_to_torchvision",
-           "vit_from_torchvision", "attention_rollout", "patch_distances", "mean_attention_distance"]
+           "sincos_2d_positions", "ConvTokenizer", "POOLS", "ViT", "torchvision_state_dict", "package_state_dict",
+           "vit_to_torchvision",
+           "vit_from_torchvision", "attention_rollout", "classifier_rollout", "patch_distances",
+           "mean_attention_distance"]
 
 
 def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -113,6 +120,43 @@ class PatchEmbedding(nn.Module):
         return rearrange(self.proj(images), "b d hp wp -> b (hp wp) d")      # (B, D, Hp, Wp) -> (B, N, D)
 
 
+class ConvTokenizer(nn.Module):
+    """Tokens from a small convolutional stem instead of linear patches (CCT; the ViT paper's hybrid).
+
+    Each of ``layers`` stages is a 3 x 3 convolution (padding 1), a ReLU and a 3 x 3 max-pool of
+    stride 2 (padding 1), which halves the image's side; the last stage has D channels, and each
+    pixel of its output is one token. A token thus sees an overlapping neighbourhood of the image
+    (its receptive field is wider than its stride), which the linear patches lack: locality and
+    translation equivariance are built in where the data are too few to learn them (Hassani et al.,
+    2021). The attributes of :class:`PatchEmbedding` are kept: ``patch_size`` is the stride of a
+    token on the image (2 ** layers), ``grid_size`` its side in tokens.
+
+    Args:
+        image_size: Hi = Wi (a multiple of 2 ** layers); in_channels: C; dim: D;
+        channels: the width of the stages before the last; layers: the number of stages.
+    """
+
+    def __init__(self, *, image_size: int, in_channels: int = 3, dim: int, channels: int = 32,
+                 layers: int = 2) -> None:
+        super().__init__()
+        self.patch_size = 2 ** layers
+        if image_size % self.patch_size:
+            raise ValueError(f"image_size {image_size} is not a multiple of 2 ** layers = {self.patch_size}")
+        self.grid_size = image_size // self.patch_size
+        self.num_patches = self.grid_size ** 2
+        widths = [in_channels] + [channels] * (layers - 1) + [dim]
+        self.stages = nn.Sequential(*[nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(),
+                                                    nn.MaxPool2d(3, stride=2, padding=1))
+                                      for c_in, c_out in zip(widths[:-1], widths[1:])])
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """images: (B, C, Hi, Wi) -> (B, N, D)."""
+        return rearrange(self.stages(images), "b d hp wp -> b (hp wp) d")    # (B, D, Hp, Wp) -> (B, N, D)
+
+
+POOLS = ("cls", "mean", "seq")
+
+
 def sincos_2d_positions(grid_size: int, dim: int, *, base: float = 10_000.0) -> torch.Tensor:
     """The fixed 2-D sine-cosine position table of MAE: (grid_size ** 2, D), rows in row-major order.
 
@@ -139,19 +183,38 @@ class ViT(nn.Module):
         num_classes: Y, the width of the head (0: no head, ``forward`` returns the CLS feature).
         dim: D; depth: the number of encoder blocks; num_heads: H; ffn_dim: F (default 4 D).
         dropout: inside the blocks and on the embedded tokens.
-        class_token: prepend a learned CLS token and classify from it (else: mean of the patches).
+        class_token: prepend a learned CLS token (T = 1 + N).
+        pool: how the head's feature is read from the final tokens (:meth:`pool`): ``"cls"`` (the
+            paper; needs the CLS token), ``"mean"`` (of the patch tokens) or ``"seq"`` (CCT's
+            sequence pooling: a learned softmax weighting of the patch tokens). ``None``: ``"cls"``
+            with a CLS token, else ``"mean"``.
         positions: ``"learned"`` (the paper) or ``"sincos"`` (a fixed 2-D table, as MAE).
+        tokenizer: ``"linear"`` (the paper's patches, :class:`PatchEmbedding`) or ``"conv"``
+            (:class:`ConvTokenizer` with ``image_size / patch_size`` tokens a side).
         eps: the LayerNorms' epsilon (1e-6 in torchvision's ViT and the paper's code).
     """
 
     def __init__(self, *, image_size: int, patch_size: int, num_classes: int, dim: int, depth: int,
                  num_heads: int, ffn_dim: int | None = None, in_channels: int = 3, dropout: float = 0.0,
-                 class_token: bool = True, positions: str = "learned", eps: float = 1e-5) -> None:
+                 class_token: bool = True, pool: str | None = None, positions: str = "learned",
+                 tokenizer: str = "linear", eps: float = 1e-5) -> None:
         super().__init__()
         if positions not in ("learned", "sincos"):
             raise ValueError(f"positions must be 'learned' or 'sincos', got {positions!r}")
-        self.patch_embed = PatchEmbedding(image_size=image_size, patch_size=patch_size, in_channels=in_channels,
-                                          dim=dim)
+        pool = pool or ("cls" if class_token else "mean")
+        if pool not in POOLS or (pool == "cls" and not class_token):
+            raise ValueError(f"pool must be one of {POOLS} ('cls' needs class_token=True), got {pool!r}")
+        if tokenizer == "linear":
+            self.patch_embed = PatchEmbedding(image_size=image_size, patch_size=patch_size, in_channels=in_channels,
+                                              dim=dim)
+        elif tokenizer == "conv":
+            layers = patch_size.bit_length() - 1
+            if 2 ** layers != patch_size:
+                raise ValueError(f"the conv tokenizer's patch_size must be a power of 2, got {patch_size}")
+            self.patch_embed = ConvTokenizer(image_size=image_size, in_channels=in_channels, dim=dim, layers=layers)
+        else:
+            raise ValueError(f"tokenizer must be 'linear' or 'conv', got {tokenizer!r}")
+        self.pool_mode = pool
         n_tokens = self.patch_embed.num_patches + int(class_token)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if class_token else None
         if positions == "learned":
@@ -165,6 +228,7 @@ class ViT(nn.Module):
                                                   dropout=dropout, norm_first=True, activation="gelu", eps=eps)
                                      for _ in range(depth)])
         self.norm = LayerNorm(dim=dim, eps=eps)
+        self.pool_score = nn.Linear(dim, 1) if pool == "seq" else None        # CCT's sequence pooling
         self.head = nn.Linear(dim, num_classes) if num_classes else nn.Identity()
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
@@ -187,11 +251,28 @@ class ViT(nn.Module):
         x = self.norm(x)
         return (x, weights) if need_weights else x
 
+    def pool(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The head's feature from the final tokens (B, T, D): ``(feature (B, D), weights (B, T))``,
+        the feature being ``sum_t weights[:, t] tokens[:, t]``: one-hot on the CLS token (``"cls"``),
+        even over the patch tokens (``"mean"``), or CCT's sequence pooling (``"seq"``), a softmax
+        over the patch tokens of a learned score of each."""
+        B, T, _ = tokens.shape
+        first = int(self.cls_token is not None)
+        weights = tokens.new_zeros(B, T)
+        if self.pool_mode == "cls":
+            weights[:, 0] = 1.0
+            return tokens[:, 0], weights
+        if self.pool_mode == "mean":
+            weights[:, first:] = 1.0 / (T - first)
+        else:
+            weights = torch.cat([weights[:, :first], self.pool_score(tokens[:, first:]).squeeze(-1).softmax(-1)],
+                                dim=1)                                       # (B, T), zero on the CLS token
+        return torch.einsum("bt,btd->bd", weights, tokens), weights
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, C, Hi, Wi) -> logits (B, Y) from the CLS token (or the mean patch without one)."""
+        """(B, C, Hi, Wi) -> logits (B, Y) from the pooled feature (:meth:`pool`)."""
         tokens = self.forward_features(images)                              # (B, T, D)
-        feature = tokens[:, 0] if self.cls_token is not None else tokens.mean(dim=1)   # (B, D)
-        return self.head(feature)
+        return self.head(self.pool(tokens)[0])                              # (B, D) -> (B, Y)
 
     @property
     def grid_size(self) -> int:
@@ -277,7 +358,7 @@ def vit_to_torchvision(vit: ViT):
     from torchvision.models import VisionTransformer                        # imported when asked for
 
     block = vit.blocks[0]
-    if vit.cls_token is None or not isinstance(vit.pos_embed, nn.Parameter) or isinstance(vit.head, nn.Identity):
+    if vit.pool_mode != "cls" or not isinstance(vit.pos_embed, nn.Parameter) or isinstance(vit.head, nn.Identity):
         raise ValueError("torchvision's ViT has a CLS token, learned positions and a head: so must vit")
     ref = VisionTransformer(image_size=vit.grid_size * vit.patch_embed.patch_size, patch_size=vit.patch_embed.patch_size,
                             num_layers=len(vit.blocks), num_heads=block.self_attn.num_heads, hidden_dim=block.self_attn.dim,
@@ -325,6 +406,25 @@ def attention_rollout(weights: Sequence[torch.Tensor], *, residual: float = 0.5)
         a = a / a.sum(dim=-1, keepdim=True)
         rollout = a @ rollout                                                # this layer after the earlier ones
     return rollout
+
+
+@torch.no_grad()
+def classifier_rollout(model: ViT, images: torch.Tensor, *, residual: float = 0.5) -> torch.Tensor:
+    """What the head's feature draws from each patch: the pooling weights times the rollout.
+
+    The feature is ``sum_t weights_t x_t`` (:meth:`ViT.pool`) and each final token t is made of the
+    input tokens as row t of :func:`attention_rollout`, so the feature is made of them as
+    ``weights @ R``: row 0 of R for a CLS token, the average row for mean pooling. The CLS token's
+    own column is dropped and each map renormalised to sum to one over the patches.
+
+    Returns:
+        (B, N): one map per image over the patches, row-major, summing to one.
+    """
+    tokens, maps = model.forward_features(images, need_weights=True)
+    weights = model.pool(tokens)[1]                                          # (B, T)
+    flow = torch.einsum("bt,bts->bs", weights, attention_rollout(maps, residual=residual))   # (B, T)
+    flow = flow[:, int(model.cls_token is not None):]                        # (B, N): the patches only
+    return flow / flow.sum(dim=-1, keepdim=True)
 
 
 def patch_distances(grid_size: int, patch_size: int) -> torch.Tensor:
