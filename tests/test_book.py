@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 from _shared import shared_run
+from test_book_source import CODE_COLUMN, HIDDEN_INPUT, display_width
 
 ROOT = Path(__file__).resolve().parents[1]
 HTML = ROOT / "_build" / "html"
@@ -290,6 +291,68 @@ def test_search_finds_attention(browser, server):
     assert any("03_transformer" in h for h in hits), f"search for 'attention' did not find the chapter: {hits}"
     assert not visit.errors, visit.errors
     visit.close()
+
+
+# tqdm's bar in any style: "45%|####5     |" (ascii) or "45%|████▌     |", and its rate "80.1it/s]"
+PROGRESS_BAR = re.compile(r"\d%\|[^|\n]*\||\d(?:it/s|s/it)[\],]")
+
+
+def shown_code_and_outputs(page_html: str) -> tuple[list[str], list[str]]:
+    """Of a built page: the code lines a reader sees (cells not hidden behind "Show code cell
+    source") and the text of each output block (one per stream write, as myst-nb renders them)."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(page_html, "html.parser")
+    code, outputs = [], []
+    for cell in soup.select("div.cell"):
+        tags = {c.removeprefix("tag_") for c in cell.get("class", []) if c.startswith("tag_")}
+        if not tags & HIDDEN_INPUT:
+            code += [line for pre in cell.select("div.cell_input pre") for line in pre.get_text().splitlines()]
+        outputs += [block.get_text() for block in cell.select("div.cell_output div.output")]
+    return code, outputs
+
+
+def test_the_page_reader_sees_shown_code_and_progress_bars():
+    """The reader of the built HTML, on a page shaped as myst-nb 1.3 renders one (measured on a
+    built page: a hide-input cell, a cell whose tqdm bars became one output block per update)."""
+    import io
+
+    from tqdm.std import tqdm
+
+    bars = []
+    for ascii_bar in (True, False):
+        out = io.StringIO()
+        for _ in tqdm(range(3), ascii=ascii_bar, file=out, mininterval=0):
+            pass
+        bars += [b for b in out.getvalue().split("\r") if b]
+    long = "x = '" + "." * 90 + "'"
+    page = "".join([
+        '<div class="cell tag_hide-input docutils container"><details class="hide above-input">',
+        f'<div class="cell_input docutils container"><pre>{long}</pre></div></details></div>',
+        '<div class="cell docutils container"><div class="cell_input docutils container">',
+        f'<div class="highlight"><pre>short = 1\n{long}\n</pre></div></div>',
+        '<div class="cell_output docutils container">',
+        *[f'<div class="output stderr highlight-myst-ansi"><pre>{b}</pre></div>' for b in bars],
+        '<div class="output stream"><pre>Linear: 600 steps in 12.3 s, final loss 0.049</pre></div>',
+        "</div></div>"])
+    code, outputs = shown_code_and_outputs(page)
+    assert code == ["short = 1", long]                                   # the hidden cell's line is not shown
+    assert len(outputs) == len(bars) + 1 and len(bars) >= 8          # each update a block of its own
+    assert all(PROGRESS_BAR.search(text) for text in outputs[:-1]), outputs
+    assert not PROGRESS_BAR.search(outputs[-1])                           # the book's one line per run
+
+
+def test_the_built_pages_show_no_progress_bar_and_no_code_past_the_column(built_book):
+    """A training run in a page prints one line when it ends (ATTNLAB_PROGRESS=text), not a bar
+    whose every update is an output block; no shown code line is wider than the column."""
+    bars, wide = [], []
+    for page in toc_pages():
+        code, outputs = shown_code_and_outputs((built_book / f"{page}.html").read_text(encoding="utf-8"))
+        bars += [f"{page}: {found.group(0)!r}" for text in outputs if (found := PROGRESS_BAR.search(text))]
+        wide += [f"{page}: {display_width(line)} columns: {line.strip()[:50]}..."
+                 for line in code if display_width(line) > CODE_COLUMN]
+    assert not bars, f"{len(bars)} output blocks show a progress bar:\n" + "\n".join(bars[:20])
+    assert not wide, f"{len(wide)} shown code lines are wider than {CODE_COLUMN} columns:\n" + "\n".join(wide)
 
 
 def test_each_chapter_links_its_lab(built_book):
