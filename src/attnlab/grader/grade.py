@@ -144,14 +144,14 @@ def _available_memory() -> int | None:
     return None
 
 
-def _results(lab: _worker.LabFacts, jobs: list[tuple[str, Path]], limits: _sandbox.Limits, mode: str | None,
-             workers: int, work: Path, template_db: Path):
+def _results(lab: _worker.LabFacts, jobs: list[tuple[str, Path]], limits: _sandbox.Limits, pool: "_Pool | None",
+             work: Path, template_db: Path):
     """Yield one graded student (a dict, see :meth:`attnlab.grader.worker.Grader.grade`) at a time."""
-    if mode is None:  # plain nbgrader, one student after another
+    if pool is None:  # plain nbgrader, one student after another
         for student, folder in jobs:
             yield _autograde_plain(lab, student, folder, template_db, work, limits)
         return
-    yield from _Pool(lab, limits, mode, workers, work).run(jobs)
+    yield from pool.run(jobs)
 
 
 class _Pool:
@@ -168,13 +168,20 @@ class _Pool:
         for i, proc in enumerate(self.procs):
             proc.stdin.write(_worker.init_line(lab, limits, mode, str(work / f"worker-{i}"), package) + "\n")
             proc.stdin.flush()
-        self.idle = [p for p in self.procs if json.loads(p.stdout.readline() or "{}").get("ready")]
-        if not self.idle:
-            self.close()
-            raise RuntimeError("no grading worker started")
+        self.idle: list | None = None  # the workers warm up (PyTorch, the sandbox server) while the caller goes on
+
+    def wait_ready(self) -> int:
+        """Wait for every worker's first line; the number that started."""
+        if self.idle is None:
+            self.idle = [p for p in self.procs if json.loads(p.stdout.readline() or "{}").get("ready")]
+            if not self.idle:
+                self.close()
+                raise RuntimeError("no grading worker started")
+        return len(self.idle)
 
     def run(self, jobs: list):
         """Yield each job's answer as it comes (jobs are handed to whichever worker is free)."""
+        self.wait_ready()
         todo, busy = list(jobs), {}
         try:
             while todo or busy:
@@ -271,19 +278,31 @@ def grade_lab(
 
 def _grade_class(lab: str, course: Path, submitted: Path, students, limits, out_dir: Path, feedback: bool,
                  mode: str | None, workers: int | None, work: Path, log, *, similarity: bool = True) -> ClassResult:
+    t0 = time.monotonic()
     db_url = f"sqlite:///{course / 'gradebook.db'}"
     template = work / "template"
-    register_assignment(lab, course / "solutions" / lab, f"sqlite:///{template}/gradebook.db", template)
-    register_assignment(lab, course / "solutions" / lab, db_url, work / "class-register")
-    facts = _lab_facts(lab, course / "solutions" / lab, template / "release" / lab)
     names = students if students is not None else _students(submitted, lab)
     jobs = [(s, submitted / s / lab) for s in names]
     n_workers = worker_count(len(jobs), limits, workers) if mode else 1
     log(f"grading {len(jobs)} student(s) of {lab} with {n_workers} worker(s) "
-        f"({'sandbox: ' + mode if mode else 'plain nbgrader, no sandbox'}); each line below is one student")
-    t0 = time.monotonic()
+        f"({'sandbox: ' + mode if mode else 'plain nbgrader, no sandbox'}): starting the workers "
+        "(each imports PyTorch once); then one line per student")
+    released = course / "labs" / lab   # the released lab (kept in sync with solutions/ by the course's tests)
+    early = mode is not None and (course / "solutions" / lab).is_dir() and all(
+        (released / p.name).exists() for p in (course / "solutions" / lab).glob("*.ipynb"))
+    pool = None
+    if early:  # the workers warm up while the gradebook is prepared
+        facts = _lab_facts(lab, course / "solutions" / lab, released)
+        pool = _Pool(facts, limits, mode, n_workers, work)
+    register_assignment(lab, course / "solutions" / lab, f"sqlite:///{template}/gradebook.db", template)
+    register_assignment(lab, course / "solutions" / lab, db_url, work / "class-register")
+    if not early:
+        facts = _lab_facts(lab, course / "solutions" / lab, template / "release" / lab)
+        pool = _Pool(facts, limits, mode, n_workers, work) if mode else None
+    if pool is not None:
+        log(f"{pool.wait_ready()} worker(s) ready after {time.monotonic() - t0:.1f} s")
     results: dict[str, StudentResult] = {}
-    for graded in _results(facts, jobs, limits, mode, n_workers, work, template / "gradebook.db"):
+    for graded in _results(facts, jobs, limits, pool, work, template / "gradebook.db"):
         res = _keep(course, lab, graded, facts.points)
         if _STUDENT_RE.match(res.student):
             merge(db_url, lab, res.student, res.scores)
