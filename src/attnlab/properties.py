@@ -126,18 +126,18 @@ class RecallModel(nn.Module):
         self.head = nn.Linear(dim, num_values)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens: (B, T, 2) keys and values -> logits (B, V) read at the last position."""
+        """tokens: (B, T, 2) keys and values -> logits (B, V), read at the last one."""
         x = self.key_embed(tokens[..., 0]) + self.value_embed(tokens[..., 1])  # (B, T, D)
         if self.kind == "lstm":
-            x = self.body(x)[0]                                              # (B, T, D)
+            x = self.body(x)[0]                                         # (B, T, D)
         elif self.kind == "cnn":
-            x = x.transpose(1, 2)                                            # (B, D, T)
-            for conv in self.body:
-                x = x + F.relu(conv(F.pad(x, (self.kernel - 1, 0))))         # (B, D, T), causal: pad left only
-            x = x.transpose(1, 2)                                            # (B, T, D)
+            x = x.transpose(1, 2)                                       # (B, D, T)
+            for conv in self.body:                                 # causal: pad left only
+                x = x + F.relu(conv(F.pad(x, (self.kernel - 1, 0))))    # (B, D, T)
+            x = x.transpose(1, 2)                                       # (B, T, D)
         else:
-            x = self.body(x + self.pos_embed[:, :x.size(1)])                 # (B, T, D)
-        return self.head(x[:, -1])                                           # (B, V)
+            x = self.body(x + self.pos_embed[:, :x.size(1)])            # (B, T, D)
+        return self.head(x[:, -1])                                      # (B, V)
 
 
 def fit_classifier(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, *, steps: int, batch_size: int,
@@ -334,9 +334,10 @@ def scaling_experiment(*, dims: Sequence[int], images: torch.Tensor, labels: tor
 
 
 def fit_power_law(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
-    """Least-squares fit of ``y = a * x ** (-alpha)`` as a straight line on a log-log scale.
+    """Least-squares fit of ``y = a * x ** (-alpha)``: a straight line on a log-log scale.
 
-    ``log y = log a - alpha log x``: the slope of the line is ``-alpha``, its intercept ``log a``.
+    ``log y = log a - alpha log x``: the slope of the line is ``-alpha``, its intercept
+    ``log a``.
 
     Args:
         x, y: (n,) positive floats, n >= 2 (e.g. parameter counts and test losses).
@@ -433,15 +434,17 @@ def _stages(model: ViT) -> list[list[nn.Module | nn.Parameter]]:
 
 
 def randomise_top(model: ViT, stages: int, *, generator: torch.Generator) -> ViT:
-    """A copy of ``model`` whose top ``stages`` stages are re-drawn at random (Adebayo et al.'s
-    cascading randomisation): stage 1 is the head and the final norm, then each block from the last,
-    then the embeddings. Weights and biases are drawn from N(0, 0.02); LayerNorms reset to 1 and 0."""
+    """A copy of ``model`` whose top ``stages`` stages are re-drawn at random (Adebayo
+    et al.'s cascading randomisation): stage 1 is the head and the final norm, then each
+    block from the last, then the embeddings. Weights and biases are drawn from
+    N(0, 0.02); LayerNorms reset to 1 and 0."""
     clone = copy.deepcopy(model)
     with torch.no_grad():
         for stage in _stages(clone)[:stages]:
             for item in stage:
                 if isinstance(item, nn.Parameter):
-                    item.copy_(torch.randn(item.shape, generator=generator) * 0.02)   # drawn on the CPU, copied
+                    # drawn on the CPU, then copied to the model's device
+                    item.copy_(torch.randn(item.shape, generator=generator) * 0.02)
                     continue
                 for module in item.modules():
                     norm = isinstance(module, (nn.LayerNorm, LayerNorm))
@@ -485,14 +488,17 @@ def sanity_check(model: ViT, images: torch.Tensor, *, generator: torch.Generator
 # -------------------------------------------------------------------------------- quadratic memory
 def attention_memory(grid_sizes: Sequence[int], *, dim: int, num_heads: int, window: int,
                      device: str = "meta") -> dict:
-    """Peak memory of one self-attention layer over a Hp x Hp grid of tokens, global and windowed.
+    """Peak memory of one self-attention layer over a Hp x Hp grid of tokens, global and
+    windowed.
 
-    Global: every token attends to all N = Hp^2 tokens (N^2 weights per head). Windowed: the grid is
-    cut into (Hp / M)^2 windows of M x M tokens by a reshape, and each window attends inside itself
-    (N M^2 weights per head), as Swin's W-MSA (chapter 6) without the shift. Both use the teaching
-    path (:class:`attnlab.attention.MultiHeadAttention` with ``need_weights=True``, which keeps the
-    weights) and are measured by :func:`attnlab.measure.peak_memory`; on the ``meta`` device nothing
-    is allocated, so grids far beyond this machine's memory can be measured.
+    Global: every token attends to all N = Hp^2 tokens (N^2 weights per head).
+    Windowed: the grid is cut into (Hp / M)^2 windows of M x M tokens by a reshape, and
+    each window attends inside itself (N M^2 weights per head), as Swin's W-MSA
+    (chapter 6) without the shift. Both use the teaching path
+    (:class:`attnlab.attention.MultiHeadAttention` with ``need_weights=True``, which keeps
+    the weights) and are measured by :func:`attnlab.measure.peak_memory`; on the ``meta``
+    device nothing is allocated, so grids far beyond this machine's memory can be
+    measured.
 
     Returns:
         ``{"tokens": [N...], "global": [bytes...], "windowed": [bytes...]}``.
@@ -502,10 +508,10 @@ def attention_memory(grid_sizes: Sequence[int], *, dim: int, num_heads: int, win
     for side in grid_sizes:
         if side % window:
             raise ValueError(f"grid side {side} is not a multiple of the window {window}")
-        x = torch.empty(1, side, side, dim, device=device)                   # (1, Hp, Wp, D)
-        tokens = x.reshape(1, side * side, dim)                              # (1, N, D)
+        x = torch.empty(1, side, side, dim, device=device)              # (1, Hp, Wp, D)
+        tokens = x.reshape(1, side * side, dim)                         # (1, N, D)
         windows = (x.reshape(1, side // window, window, side // window, window, dim)
-                   .transpose(2, 3).reshape(-1, window * window, dim))       # (nW, M * M, D)
+                   .transpose(2, 3).reshape(-1, window * window, dim))  # (nW, M * M, D)
         out["tokens"].append(side * side)
         out["global"].append(peak_memory(lambda: attn(tokens, need_weights=True)))
         out["windowed"].append(peak_memory(lambda: attn(windows, need_weights=True)))
