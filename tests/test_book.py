@@ -463,3 +463,21 @@ def test_the_offline_archive_opens_from_disk(built_book, browser, tmp_path):
         i => !(i.complete && i.naturalWidth > 0)).length""")
     assert broken == 0 and not errors, (broken, errors)
     page.close()
+
+
+def recorded_metrics(html: Path, page: str) -> dict[str, float]:
+    """The metrics a built page recorded with ``record_metric`` (printed ``name = value`` in its output)."""
+    text = (html / "book" / f"{page}.html").read_text(encoding="utf-8")
+    return {m[1]: float(m[2]) for m in re.finditer(r"(ch\d\d/\w+) = ([-+]?[0-9.]+(?:e[-+]?\d+)?)", text)}
+
+
+def test_chapter_4_shows_what_its_prose_claims(built_book):
+    """Chapter 4's headline figures at the profile the book is built with, each against the claim its
+    prose makes: the ViT classifies the scenes (>= 0.95; chance is 1/6) and its rollout falls on the
+    object (share on the object's patches >= 1.2 times their share of the image; the prose says the
+    measured ratio stops short of 1.5)."""
+    metrics = recorded_metrics(built_book, "04_vit")
+    assert metrics["ch04/test_accuracy"] >= 0.95, metrics
+    ratio = metrics["ch04/rollout_share_on_object"] / metrics["ch04/object_patch_share"]
+    assert ratio == pytest.approx(metrics["ch04/rollout_ratio_on_object"], rel=1e-2)
+    assert ratio >= 1.2, metrics
