@@ -120,3 +120,24 @@ def test_bert_loss_trains_both_heads():
     loss.backward()
     assert m.mlm_head[0].weight.grad.abs().sum() > 0 and m.nsp_head[0].weight.grad.abs().sum() > 0
     assert F.cross_entropy(torch.zeros(1, 2), torch.tensor([1])).item() == pytest.approx(math.log(2))
+
+
+def test_frequency_baselines_count_the_chosen_positions():
+    W = FIRST_WORD_ID
+    train = torch.tensor([[W, W + 1, W + 2], [W, W + 1, W + 1], [W + 1, W + 1, W + 2]])   # W+1 most frequent
+    labels = torch.full((2, 3), IGNORE_INDEX)
+    labels[0, 0], labels[0, 2], labels[1, 1] = W, W + 2, W + 1     # per position: W, W+1, W+2
+    b = B.frequency_baselines(train, labels)
+    assert b["most frequent word"] == pytest.approx(1 / 3)
+    assert b["most frequent word at its position"] == pytest.approx(1.0)
+
+
+def test_bert_loss_without_nsp_is_the_mlm_loss():
+    torch.manual_seed(0)
+    model = B.BERT(vocab_size=20, max_len=8, dim=16, num_layers=1, num_heads=2, dropout=0.0)
+    tokens = torch.randint(FIRST_WORD_ID, 20, (4, 8), generator=torch.Generator().manual_seed(1))
+    segments, is_next = torch.zeros_like(tokens), torch.tensor([0, 1, 0, 1])
+    both, parts = B.bert_loss(model, tokens, segments, is_next, generator=torch.Generator().manual_seed(2))
+    mlm, parts0 = B.bert_loss(model, tokens, segments, is_next, generator=torch.Generator().manual_seed(2),
+                              nsp_weight=0.0)
+    assert mlm.item() == pytest.approx(parts0["mlm"]) and both.item() == pytest.approx(parts["mlm"] + parts["nsp"])

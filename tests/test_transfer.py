@@ -59,3 +59,35 @@ def test_fine_tune_keeps_frozen_weights_and_changes_the_rest():
     cls = T.Classifier(encoder=encoder(), num_classes=2, pool="cls")
     assert cls(images).shape == (16, 2)
     assert T.encoder_features(cls.encoder, images, pool="cls").shape == (16, 8)
+
+
+def test_block_features_one_per_depth_the_last_as_encoder_features():
+    enc = encoder()
+    images = torch.rand(5, 3, 8, 8, generator=gen(5))
+    feats = T.block_features(enc, images, batch_size=2)
+    assert len(feats) == len(enc.blocks) + 1 and all(f.shape == (5, 8) for f in feats)
+    torch.testing.assert_close(feats[-1], T.encoder_features(enc, images))
+    torch.testing.assert_close(feats[0], enc.embed(images)[:, 1:].mean(1))
+    assert not torch.allclose(feats[1], feats[2])
+
+
+def test_probe_accuracy_reads_separable_features_and_not_noise():
+    g = gen(6)
+    labels = torch.randint(4, (400,), generator=g)
+    signal = torch.nn.functional.one_hot(labels, 4).float() * 3 + torch.randn(400, 4, generator=g)
+    noise = torch.randn(400, 4, generator=g)
+    assert T.probe_accuracy(signal[:200], labels[:200], signal[200:], labels[200:], num_classes=4) > 0.9
+    assert T.probe_accuracy(noise[:200], labels[:200], noise[200:], labels[200:], num_classes=4) < 0.45
+
+
+def test_pretrained_mae_trains_once_then_loads(tmp_path):
+    config = dict(scenes="easy", n_unlabelled=16, data_seed=1, seed=0, steps=2, batch=4, lr=1e-3,
+                  model=dict(image_size=32, patch_size=8, dim=8, depth=1, num_heads=2, decoder_dim=8))
+    first, record = T.pretrained_mae(config, directory=tmp_path)
+    again, record_again = T.pretrained_mae(config, directory=tmp_path)
+    assert not record["from_cache"] and record_again["from_cache"] and len(record["fit"]["loss"]) == 2
+    for (k, a), b in zip(first.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), k
+    vit, colour_record = T.pretrained_colour_vit(dict(config, model=dict(image_size=32, patch_size=8, dim=8, depth=1,
+                                                                          num_heads=2)), directory=tmp_path)
+    assert vit.head.out_features == 7 and not colour_record["from_cache"]

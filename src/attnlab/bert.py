@@ -28,7 +28,7 @@ from torch import nn
 from .data.tokens import FIRST_WORD_ID, IGNORE_INDEX, MASK_ID, PAD_ID
 from .transformer import Encoder, LayerNorm, LearnedPositionEmbedding, TokenEmbedding
 
-__all__ = ["mask_tokens", "BERT", "mlm_loss", "bert_loss", "mlm_accuracy"]
+__all__ = ["mask_tokens", "BERT", "mlm_loss", "bert_loss", "mlm_accuracy", "frequency_baselines"]
 
 
 def mask_tokens(tokens: torch.Tensor, *, vocab_size: int, generator: torch.Generator, mask_prob: float = 0.15,
@@ -117,8 +117,9 @@ def mlm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def bert_loss(model: BERT, tokens: torch.Tensor, segments: torch.Tensor, is_next: torch.Tensor, *,
-              generator: torch.Generator) -> tuple[torch.Tensor, dict[str, float]]:
-    """BERT's pre-training loss on one batch of pairs: MLM (masking drawn from ``generator``) + NSP.
+              generator: torch.Generator, nsp_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """BERT's pre-training loss on one batch of pairs: MLM (masking drawn from ``generator``) +
+    ``nsp_weight`` NSP (0: MLM alone, as RoBERTa; the NSP head then learns nothing).
 
     Returns the loss and ``{"mlm": ..., "nsp": ...}`` (floats, for logging).
     """
@@ -126,7 +127,7 @@ def bert_loss(model: BERT, tokens: torch.Tensor, segments: torch.Tensor, is_next
     mlm_logits, nsp_logits = model(inputs, segments)
     mlm = mlm_loss(mlm_logits, labels)
     nsp = F.cross_entropy(nsp_logits, is_next)
-    return mlm + nsp, {"mlm": float(mlm.detach()), "nsp": float(nsp.detach())}
+    return mlm + nsp_weight * nsp, {"mlm": float(mlm.detach()), "nsp": float(nsp.detach())}
 
 
 @torch.no_grad()
@@ -134,3 +135,27 @@ def mlm_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
     """The fraction of chosen positions (labels != IGNORE_INDEX) whose most likely word is right."""
     chosen = labels != IGNORE_INDEX
     return float((logits.argmax(-1)[chosen] == labels[chosen]).float().mean())
+
+
+def frequency_baselines(train_tokens: torch.Tensor, labels: torch.Tensor, *,
+                        first_word_id: int = FIRST_WORD_ID) -> dict[str, float]:
+    """The MLM accuracy of two guesses that read no context, for comparison with a model's.
+
+    ``"most frequent word"``: always the word (id ``>= first_word_id``) most frequent in
+    ``train_tokens`` (B, T); ``"most frequent word at its position"``: at position t, the word most
+    frequent at t in ``train_tokens`` (a position never holding a word falls back to the first).
+    Both are scored on the chosen positions of ``labels`` (B', T' <= T, ``IGNORE_INDEX`` elsewhere).
+    """
+    words = train_tokens >= first_word_id
+    vocab = int(train_tokens.max()) + 1
+    overall = torch.bincount(train_tokens[words], minlength=vocab).argmax()
+    T = train_tokens.size(1)
+    counts = torch.zeros(T, vocab)
+    positions = torch.arange(T).expand_as(train_tokens)
+    counts.index_put_((positions[words], train_tokens[words]), torch.ones(int(words.sum())), accumulate=True)
+    per_position = torch.where(counts.sum(1) > 0, counts.argmax(1), overall)        # (T,)
+    chosen = labels != IGNORE_INDEX
+    truth = labels[chosen]
+    at = torch.arange(labels.size(1)).expand_as(labels)[chosen]
+    return {"most frequent word": float((truth == overall).float().mean()),
+            "most frequent word at its position": float((truth == per_position[at]).float().mean())}

@@ -20,10 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import attention, mae, training, transformer, vit, zoo
+from .data import scenes
 from .training import History, train
 from .vit import ViT
 
-__all__ = ["Classifier", "freeze_first_blocks", "encoder_features", "linear_probe", "fine_tune"]
+__all__ = ["Classifier", "freeze_first_blocks", "encoder_features", "block_features", "linear_probe", "fine_tune",
+           "probe_accuracy", "pretrained_mae", "pretrained_colour_vit"]
 
 
 def _pool(tokens: torch.Tensor, encoder: ViT, pool: str) -> torch.Tensor:
@@ -81,6 +84,26 @@ def encoder_features(encoder: ViT, images: torch.Tensor, *, pool: str = "mean", 
                       for b in images.split(batch_size)])
 
 
+@torch.no_grad()
+def block_features(encoder: ViT, images: torch.Tensor, *, batch_size: int = 256) -> list[torch.Tensor]:
+    """The mean patch token at every depth of a frozen ``encoder``: ``depth + 1`` tensors (n, D), the
+    embedded patches (index 0) and the output of each block (index k, the last one after the final
+    norm, as :func:`encoder_features`). A linear probe on each tells what a depth makes readable."""
+    encoder.eval()
+    device = next(encoder.parameters()).device
+    first = int(encoder.cls_token is not None)
+    per_batch = []
+    for b in images.split(batch_size):
+        x, outs = encoder.embed(b.to(device)), []
+        outs.append(x[:, first:].mean(1).cpu())
+        for i, block in enumerate(encoder.blocks):
+            x = block(x)
+            y = encoder.norm(x) if i == len(encoder.blocks) - 1 else x
+            outs.append(y[:, first:].mean(1).cpu())
+        per_batch.append(outs)
+    return [torch.cat(depth) for depth in zip(*per_batch)]
+
+
 def linear_probe(features: torch.Tensor, labels: torch.Tensor, *, num_classes: int, steps: int = 300,
                  lr: float = 0.05, weight_decay: float = 1e-3) -> nn.Linear:
     """A linear classifier (logistic regression) on frozen features: full-batch AdamW from zero weights.
@@ -123,3 +146,65 @@ def fine_tune(model: Classifier, images: torch.Tensor, labels: torch.Tensor, *, 
     optimizer = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.05)
     return train(model, _batches, lambda m, b: F.cross_entropy(m(b[0]), b[1]), steps=steps, optimizer=optimizer,
                  warmup=max(1, steps // 10), desc=desc)
+
+
+def probe_accuracy(train_features: torch.Tensor, train_labels: torch.Tensor, test_features: torch.Tensor,
+                   test_labels: torch.Tensor, *, num_classes: int) -> float:
+    """Test accuracy of a :func:`linear_probe` fitted on ``(train_features, train_labels)``."""
+    head = linear_probe(train_features, train_labels, num_classes=num_classes)
+    with torch.no_grad():
+        return float((head(test_features).argmax(1) == test_labels).float().mean())
+
+
+# ------------------------------------------------------------ chapter 7's pre-trained encoders, cached
+def _unlabelled(config: dict) -> scenes.Scenes:
+    return scenes.make_scenes(config["n_unlabelled"], generator=torch.Generator().manual_seed(config["data_seed"]),
+                              config=scenes.preset(config["scenes"]))
+
+
+def _build_mae(config: dict) -> mae.MAE:
+    torch.manual_seed(config["seed"])
+    return mae.MAE(**config["model"])
+
+
+def _fit_mae(model: mae.MAE, config: dict) -> dict:
+    images = _unlabelled(config).images
+    batch_gen, mask_gen = torch.Generator().manual_seed(config["seed"] + 1), torch.Generator().manual_seed(config["seed"] + 2)
+    history = train(model, lambda: [images[torch.randint(len(images), (config["batch"],), generator=batch_gen)]],
+                    lambda m, x: m(x, generator=mask_gen)[0], steps=config["steps"], lr=config["lr"],
+                    weight_decay=0.05, warmup=config["steps"] // 10, desc="MAE")
+    return dict(step=history.step, loss=history.loss)
+
+
+def pretrained_mae(config: dict, *, directory=None) -> tuple[mae.MAE, dict]:
+    """The MAE of ``config`` pre-trained on ``n_unlabelled`` scenes (no label read), through
+    :func:`attnlab.zoo.cached`: trained on the first call, loaded afterwards while the code and the
+    configuration are unchanged. ``config``: ``model`` (the :class:`~attnlab.mae.MAE` arguments),
+    ``scenes`` (a preset name), ``n_unlabelled``, ``data_seed``, ``seed``, ``steps``, ``batch``, ``lr``."""
+    return zoo.cached("ch07_mae", config, _build_mae, _fit_mae, directory=directory,
+                      code=[mae, vit, transformer, attention, training, scenes, _unlabelled])
+
+
+def _build_colour_vit(config: dict) -> ViT:
+    torch.manual_seed(config["seed"])
+    return ViT(**config["model"], num_classes=len(scenes.COLOURS), positions="sincos")
+
+
+def _fit_colour_vit(model: ViT, config: dict) -> dict:
+    data = _unlabelled(config)
+    gen = torch.Generator().manual_seed(config["seed"] + 1)
+
+    def batches():
+        idx = torch.randint(len(data.labels), (config["batch"],), generator=gen)
+        return [(data.images[idx], data.colours[idx, 0])]
+
+    history = train(model, batches, lambda m, b: F.cross_entropy(m(b[0]), b[1]), steps=config["steps"],
+                    lr=config["lr"], warmup=config["steps"] // 10, desc="supervised (colour)")
+    return dict(step=history.step, loss=history.loss)
+
+
+def pretrained_colour_vit(config: dict, *, directory=None) -> tuple[ViT, dict]:
+    """A ViT pre-trained *with labels* on the colour of the largest object of the same unlabelled
+    scenes as :func:`pretrained_mae` (same ``config`` keys; ``model`` holds the ViT's sizes), cached."""
+    return zoo.cached("ch07_colour_vit", config, _build_colour_vit, _fit_colour_vit, directory=directory,
+                      code=[vit, transformer, attention, training, scenes, _unlabelled])
