@@ -49,6 +49,7 @@ CONFIGS = {
     "conv tok, L=6, 200 steps": dict(tokenizer="conv", depth=6, steps=200),
     "linear P4, 1200 steps, lr 1e-2": dict(steps=1200, lr=1e-2),
     "conv tok, D=48, L=2 (the recipe)": dict(tokenizer="conv", dim=48, ffn=96, depth=2),
+    "conv tok, D=48, L=2, 300 steps": dict(tokenizer="conv", dim=48, ffn=96, depth=2, steps=300),
     "conv tok, D=48, L=2, smoothing 0.1": dict(tokenizer="conv", dim=48, ffn=96, depth=2, smoothing=0.1),
     "conv tok, D=48, L=2, H=4": dict(tokenizer="conv", dim=48, ffn=96, depth=2, heads=4),
     "conv tok, D=64, L=2, H=4": dict(tokenizer="conv", dim=64, ffn=128, depth=2, heads=4),
