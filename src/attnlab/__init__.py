@@ -4,7 +4,7 @@ Every implementation the book shows and the labs check lives here, one concept p
 order of the book: ``cnn`` (ch. 0), ``saliency``, ``feature_selection``, ``nonlocal_net`` (ch. 1),
 ``rnn``, ``seq2seq`` (ch. 2), ``attention``, ``tiny``, ``transformer`` and ``convert`` (its weights
 copied into ``torch.nn``'s layers) (ch. 3), then one module per model of the later chapters. Shared services beside them: ``measure`` (parameters, FLOPs, memory, time),
-``training`` (profiles, seeding, the loop), ``plotting`` (figures), ``diagrams`` (architecture
+``training`` (profiles, seeding, the loop), ``zoo`` (trained models shared between pages), ``plotting`` (figures), ``diagrams`` (architecture
 drawings), ``grading`` (what the labs' test cells call), ``data`` (every generator, and the special
 token ids in ``data.tokens``) and ``course`` (release, lab harness, grading command; instructors'
 tools). ``CONTRIBUTING.md`` has the full layout.
