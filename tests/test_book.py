@@ -481,3 +481,57 @@ def test_chapter_4_shows_what_its_prose_claims(built_book):
     ratio = metrics["ch04/rollout_share_on_object"] / metrics["ch04/object_patch_share"]
     assert ratio == pytest.approx(metrics["ch04/rollout_ratio_on_object"], rel=1e-2)
     assert ratio >= 1.2, metrics
+
+
+def test_chapter_8_long_range_and_inductive_bias_show_what_the_prose_claims(built_book):
+    """Chapter 8's recall and inductive-bias figures against its prose, with margins: the Transformer
+    finds the pair at every distance (>= 0.9), the CNN is at chance beyond its reach (within 0.1 of 1/8)
+    and well above it inside (by >= 0.15), the LSTM above chance everywhere and far from the
+    Transformer; the CNN ahead of the ViT (by 0.15-0.4 on the smallest set, by less on the largest, where
+    it is >= 0.95); the ViT on raw scenes barely trains; augmentation lifts the ViT on the smallest set
+    (>= 0.1) and the CNN to >= 0.95, so the gap between models trained alike stays (>= half of it); at
+    unseen positions the ViT keeps >= 90 % of its accuracy, the CNN loses >= 10 % and ends at most 0.05
+    above the ViT."""
+    m = recorded_metrics(built_book, "08_properties")
+    assert m["ch08/recall_transformer_worst_distance"] >= 0.9, m
+    assert m["ch08/recall_cnn_best_beyond_reach"] <= 1 / 8 + 0.1, m
+    assert m["ch08/recall_cnn_best_inside_reach"] >= m["ch08/recall_cnn_best_beyond_reach"] + 0.15, m
+    assert m["ch08/recall_lstm_worst_distance"] >= 1 / 8 + 0.05, m
+    assert m["ch08/recall_lstm_nearest"] <= m["ch08/recall_transformer_worst_distance"] - 0.3, m
+    gap_small = m["ch08/cnn_seen_smallest"] - m["ch08/vit_seen_smallest"]
+    gap_large = m["ch08/cnn_seen_largest"] - m["ch08/vit_seen_largest"]
+    assert 0.15 <= gap_small <= 0.4 and 0 <= gap_large < gap_small, m
+    assert m["ch08/cnn_seen_largest"] >= 0.95, m
+    assert m["ch08/vit_raw_scenes_largest_set"] <= min(1 / 6 + 0.2, m["ch08/vit_seen_largest"] - 0.3), m
+    assert m["ch08/vit_aug_seen_smallest"] >= m["ch08/vit_seen_smallest"] + 0.1, m
+    assert m["ch08/cnn_aug_seen_smallest"] >= 0.95, m
+    assert m["ch08/cnn_aug_seen_smallest"] - m["ch08/vit_aug_seen_smallest"] >= gap_small / 2, m
+    assert m["ch08/vit_unseen_largest"] >= 0.9 * m["ch08/vit_seen_largest"], m
+    assert m["ch08/cnn_unseen_largest"] <= 0.9 * m["ch08/cnn_seen_largest"], m
+    assert m["ch08/cnn_unseen_largest"] <= m["ch08/vit_unseen_largest"] + 0.05, m
+
+
+def test_chapter_8_scaling_rollout_and_memory_show_what_the_prose_claims(built_book):
+    """Chapter 8's other figures against its prose: the scaling fit keeps >= 4 models above chance and
+    its exponents are several times Kaplan et al.'s (>= 2 x 0.076 in non-embedding parameters, >= 2 x
+    0.095 in data); the rollout figures of chapter 4's ViT are chapter 4's own (same model, same scenes,
+    to the printed precision), about 1.4 times the baseline (1.2-1.7), saliency >= 1.2 times; the
+    left-half ViT's rollout is <= 1.4 times its corrected baseline and > 2 times the image share; the
+    sanity check leaves rollout at 1 and saliency >= 0.8 after the head; no local head; attention's
+    memory grows as N^2 globally and N in windows (within 0.2 and 0.1)."""
+    m = recorded_metrics(built_book, "08_properties")
+    ch4 = recorded_metrics(built_book, "04_vit")
+    assert m["ch08/scaling_models_above_chance"] >= 4, m
+    assert m["ch08/scaling_exponent_non_embedding"] >= 2 * 0.076, m
+    assert m["ch08/scaling_exponent_data"] >= 2 * 0.095, m
+    assert m["ch08/shared_vit_accuracy"] >= 0.95, m
+    assert m["ch08/rollout_share_on_object"] == pytest.approx(ch4["ch04/rollout_share_on_object"], rel=2e-3)
+    assert m["ch08/object_baseline_share"] == pytest.approx(ch4["ch04/object_patch_share"], rel=2e-3)
+    assert 1.2 <= m["ch08/rollout_over_baseline"] <= 1.7, m
+    assert m["ch08/saliency_over_baseline"] >= 1.2, m
+    assert m["ch08/left_half_vit_rollout_over_baseline"] <= 1.4, m
+    assert m["ch08/left_half_vit_rollout_over_image_share"] > 2, m
+    assert m["ch08/sanity_rollout_after_head"] >= 0.999 and m["ch08/sanity_saliency_after_head"] >= 0.8, m
+    assert m["ch08/local_heads"] == 0, m
+    assert abs(m["ch08/memory_exponent_global"] - 2) <= 0.2, m
+    assert abs(m["ch08/memory_exponent_windowed"] - 1) <= 0.1, m

@@ -428,9 +428,10 @@ def object_share(maps: torch.Tensor, on_object: torch.Tensor, possible: torch.Te
 
 
 def _stages(model: ViT) -> list[list[nn.Module | nn.Parameter]]:
-    """The ViT from the top down: [head and final norm], the blocks last first, [embeddings]."""
+    """The ViT from the top down: [head, final norm and pooling], the blocks last first, [embeddings]."""
     bottom = [model.patch_embed] + [p for p in (model.cls_token, model.pos_embed) if isinstance(p, nn.Parameter)]
-    return [[model.head, model.norm], *[[b] for b in reversed(model.blocks)], bottom]
+    top = [m for m in (model.head, model.norm, getattr(model, "pool_score", None)) if m is not None]
+    return [top, *[[b] for b in reversed(model.blocks)], bottom]
 
 
 def randomise_top(model: ViT, stages: int, *, generator: torch.Generator) -> ViT:
