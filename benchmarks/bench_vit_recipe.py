@@ -1,6 +1,7 @@
 """What makes chapter 4's small ViT train on one CPU thread: accuracy per CPU-second of recipes.
 
-Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_vit_recipe.py [names...]``
+Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_vit_recipe.py [names...]``, or
+``... bench_vit_recipe.py --seeds 0 1 2`` for the spread of chapter 4's recipe (``attnlab.zoo``) over seeds.
 
 Every configuration trains on the page's data (the ``easy`` 32 x 32 scenes, 6 classes, fresh
 scenes every step), on one thread, and is scored on the same 1,000 test scenes: test accuracy,
@@ -91,11 +92,28 @@ def run(name: str, changes: dict, world, test) -> dict:
     return row
 
 
+def seed_spread(seeds: list[int], test) -> None:
+    """Chapter 4's recipe (attnlab.zoo, cpu profile) trained from each seed: seconds, accuracy, rollout ratio."""
+    from attnlab import zoo
+
+    for seed in seeds:
+        config = {**zoo.scenes_vit_config("cpu"), "seed": seed}
+        model = zoo.build_scenes_vit(config)
+        start = time.perf_counter()
+        zoo.train_scenes_vit(model, config)
+        seconds = time.perf_counter() - start
+        print(f"| recipe, seed {seed} | {seconds:.1f} | {accuracy(model, test.images, test.labels):.3f} | "
+              f"{rollout_ratio(model.eval(), test.images[:500], test.masks[:500]):.2f} |", flush=True)
+
+
 def main(names: list[str]) -> None:
     os.environ.setdefault("ATTNLAB_PROGRESS", "off")
     torch.set_num_threads(1)
     world = sc.preset("easy", size=32)
     test = sc.make_scenes(1000, generator=torch.Generator().manual_seed(1), config=world)
+    if names[:1] == ["--seeds"]:
+        print("| model | seconds | test accuracy | rollout share / object share |\n|---|---|---|---|")
+        return seed_spread([int(n) for n in names[1:]], test)
     print("| config | parameters | steps x batch | seconds | test accuracy | rollout share / object share |")
     print("|---|---|---|---|---|---|")
     for name in names or CONFIGS:

