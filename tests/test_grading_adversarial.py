@@ -173,7 +173,7 @@ def test_no_hidden_test_line_reaches_a_student(graded):
                 text = path.read_text("utf-8") if what == "feedback" else _outputs(graded, student)
                 leaked = [line for line in hidden if line in text]
                 assert not leaked, f"{student}'s {what}: {leaked[:3]}"
-                assert what == "outputs" or "BEGIN HIDDEN" not in text, student
+                assert what == "outputs" or "### BEGIN HIDDEN TESTS" not in text, student
     if graded["lab"] == LABS[0]:
         assert "PROBE found" in _outputs(graded, "attack-reads_hidden_tests")  # the search ran
 
