@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import resource
-import shutil
 import socket
 import subprocess
 import sys

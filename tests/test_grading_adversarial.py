@@ -18,7 +18,6 @@ The table of attacks and scores is printed and saved to build/reports/adversaria
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import nbformat
