@@ -241,16 +241,14 @@ def train(
     Args:
         model: the module to train; it is put in ``train()`` mode for steps and ``eval()`` mode
             (under ``torch.no_grad``) for evaluations.
-        batches: a function returning an iterable of batches (called again when one runs out),
-            e.g. ``lambda: loader``.
+        batches: a function returning an iterable of batches, e.g. ``lambda: loader`` (called again when one runs out).
         loss_fn: ``loss_fn(model, batch) -> scalar tensor``. Each batch is first moved to the
             device of the model's parameters (:func:`to_device`), so a model put on the GPU with
             ``model.to(get_device())`` trains there; ``evaluate`` moves its own data.
         steps: number of optimisation steps.
         evaluate: optional ``evaluate(model) -> {"accuracy": ...}``, run every ``eval_every``
             steps and after the last step.
-        desc: what is trained, for the progress bar and the line at the end (:func:`progress`);
-            ``None``: the model's class name.
+        desc: what is trained, for :func:`progress` (``None``: the model's class name).
 
     Returns:
         a :class:`History` with the loss of every step and each evaluation. Losses are read every
