@@ -6,8 +6,12 @@ reused for another: its encoder is kept, a new head is attached for the new labe
 * only the head is trained on frozen features: a **linear probe** (:func:`linear_probe`, on
   features computed once by :func:`encoder_features`); or
 * the whole network is trained further, **fine-tuned** (:func:`fine_tune`), possibly with its first
-  k blocks frozen (:func:`freeze_first_blocks`): the notes' claim that early layers learn patterns
-  useful to any task and later layers specialise is tested by varying k.
+  k blocks frozen (:func:`freeze_first_blocks`).
+
+The notes' claim that early layers learn patterns useful to any task and later layers specialise
+is measured by a linear probe at every depth (:func:`block_features`, :func:`probe_accuracy`).
+The chapter's pre-trained encoders (:func:`pretrained_mae`, :func:`pretrained_colour_vit`) are
+trained once and stored by :func:`attnlab.zoo.cached`, keyed by their configuration and code.
 
 The encoders are :class:`attnlab.vit.ViT` s (the MAE's encoder, a ViT trained with labels, or a new
 one for training from scratch). :class:`Classifier` puts a head on one, reading the mean of its
