@@ -515,7 +515,7 @@ def test_chapter_8_scaling_rollout_and_memory_show_what_the_prose_claims(built_b
     """Chapter 8's other figures against its prose: the scaling fit keeps >= 4 models above chance and
     its exponents are several times Kaplan et al.'s (>= 2 x 0.076 in non-embedding parameters, >= 2 x
     0.095 in data); the rollout figures of chapter 4's ViT are chapter 4's own (same model, same scenes,
-    to the printed precision), about 1.4 times the baseline (1.2-1.7), saliency >= 1.2 times; the
+    to the printed precision), about 1.4 times the baseline (1.1-1.7), saliency >= 1.2 times; the
     left-half ViT's rollout is <= 1.4 times its corrected baseline and > 2 times the image share; the
     sanity check leaves rollout at 1 and saliency >= 0.8 after the head; no local head; attention's
     memory grows as N^2 globally and N in windows (within 0.2 and 0.1)."""
@@ -527,7 +527,7 @@ def test_chapter_8_scaling_rollout_and_memory_show_what_the_prose_claims(built_b
     assert m["ch08/shared_vit_accuracy"] >= 0.95, m
     assert m["ch08/rollout_share_on_object"] == pytest.approx(ch4["ch04/rollout_share_on_object"], rel=2e-3)
     assert m["ch08/object_baseline_share"] == pytest.approx(ch4["ch04/object_patch_share"], rel=2e-3)
-    assert 1.2 <= m["ch08/rollout_over_baseline"] <= 1.7, m
+    assert 1.1 <= m["ch08/rollout_over_baseline"] <= 1.7, m      # chapter 4's robust claim: >= 1.1
     assert m["ch08/saliency_over_baseline"] >= 1.2, m
     assert m["ch08/left_half_vit_rollout_over_baseline"] <= 1.4, m
     assert m["ch08/left_half_vit_rollout_over_image_share"] > 2, m
