@@ -331,8 +331,10 @@ attack("reads_hidden_tests", L3, "reading hidden tests",
            "ex1_sdpa": '''
 import glob
 import os
+import time
 
 _found = []
+_until = time.monotonic() + 3  # the search stops in time to print what it found
 
 def _look(path, limit=2_000_000):
     try:
@@ -352,7 +354,7 @@ for _top in ("/", "/student", "/tmp", "/proc/self/cwd", "/proc/1/root", "../proc
         for _name in _files:
             if _name.endswith((".ipynb", ".db", ".md", ".json", ".txt")) or "hidden" in _name:
                 _look(os.path.join(_dirpath, _name))
-        if len(_found) > 50:
+        if len(_found) > 50 or time.monotonic() > _until:
             break
 for _path in ["{course}/solutions/{lab}/{lab}.ipynb", "{course}/gradebook.db", "../../solutions/{lab}/{lab}.ipynb",
               "../proc/1/environ", "/proc/1/cmdline", "/proc/1/environ"] + glob.glob("/proc/[0-9]*/cmdline"):
