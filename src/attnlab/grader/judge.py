@@ -210,14 +210,17 @@ def judge(plan: LabPlan, answers: dict[str, str], connect, *, restarts: int = 2)
     try:
         channel, names = _start(plan, answers, connect, verdict, skip)
         ns = _run_setup(plan)
-        ns.update(remote.globals_of(channel, names))
+        # only what the exercises ask for stands for the student's objects: an answer cell that
+        # rebinds one of the lab's own names (G, torch, a constant) changes nothing here
+        wanted = set().union(*(defined_names(s) for s in plan.solutions.values())) - set(ns)
+        ns.update(remote.globals_of(channel, {n: k for n, k in names.items() if n in wanted}))
         ns["__judge__"], hooks.channel = hooks, channel
         for case in plan.tests:
             if channel.dead and restarts > 0:
                 restarts -= 1
                 verdict.messages.append(f"the sandbox was restarted after: {channel.dead}")
                 channel, names = _start(plan, answers, connect, Verdict({}), skip)
-                ns.update(remote.globals_of(channel, names))
+                ns.update(remote.globals_of(channel, {n: k for n, k in names.items() if n in wanted}))
                 hooks.channel = channel
             _run_case(case, ns, channel, verdict)
             verdict.requests = channel.requests

@@ -106,8 +106,9 @@ class Channel:
             _raise(answer["error"] if isinstance(answer["error"], dict) else {}, what)
         try:
             value = wire.decode(answer.get("ok"), bufs, handle=self._remote)
-        except wire.WireError as err:
-            raise StudentError(f"{what} returned something that is not data: {err}") from None
+        except (wire.WireError, KeyError, TypeError, ValueError) as err:  # the protocol is broken: stop this box
+            self.dead = f"{what} sent back something that is not data ({type(err).__name__}: {err})"
+            raise BoxDied(self.dead) from None
         return value, answer
 
     def _send(self, header, buffers, what):
