@@ -25,7 +25,7 @@ def honest_students(lab: str) -> dict:
             for name, (l, exercise, source) in HONEST.items() if l == lab}
 
 
-@pytest.fixture(scope="session", params=[(lab, mode) for lab in LABS for mode in MODES],
+@pytest.fixture(scope="session", params=C.runs(LABS),
                 ids=lambda p: f"{p[0]}-{p[1]}")
 def honest_class(request, tmp_path_factory):
     from test_grading_class import graded_class
