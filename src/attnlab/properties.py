@@ -148,12 +148,12 @@ def fit_classifier(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor,
 
     ``augment(batch, generator) -> batch``, if given, transforms each batch of inputs anew every
     time it is drawn (e.g. :func:`augment_scenes`)."""
-    def batches() -> list:
+    def _batches() -> list:
         order = torch.randperm(len(labels), generator=generator)            # a new order every epoch
         return [(inputs[i] if augment is None else augment(inputs[i], generator), labels[i])
                 for i in order.split(batch_size)]
 
-    train(model, batches, lambda m, b: F.cross_entropy(m(b[0]), b[1]), steps=steps, lr=lr, weight_decay=0.01,
+    train(model, _batches, lambda m, b: F.cross_entropy(m(b[0]), b[1]), steps=steps, lr=lr, weight_decay=0.01,
           warmup=max(1, steps // 10), desc=desc)
     return model.eval()
 

@@ -198,11 +198,11 @@ def _fit_colour_vit(model: ViT, config: dict) -> dict:
     data = _unlabelled(config)
     gen = torch.Generator().manual_seed(config["seed"] + 1)
 
-    def batches():
+    def _batches():
         idx = torch.randint(len(data.labels), (config["batch"],), generator=gen)
         return [(data.images[idx], data.colours[idx, 0])]
 
-    history = train(model, batches, lambda m, b: F.cross_entropy(m(b[0]), b[1]), steps=config["steps"],
+    history = train(model, _batches, lambda m, b: F.cross_entropy(m(b[0]), b[1]), steps=config["steps"],
                     lr=config["lr"], warmup=config["steps"] // 10, desc="supervised (colour)")
     return dict(step=history.step, loss=history.loss)
 
