@@ -301,44 +301,15 @@ class JudgeFunction:
         result = box.decode(answer.get("ok"), bufs)
         if answer.get("graph") and grad:
             inputs = [t for t in wire.tensors_in([args, kwargs]) if t.requires_grad]
-            outs = [t for t in wire.tensors_in(result) if t.requires_grad]
-            for t in outs:
-                t.requires_grad_(False)
-            anchor = torch.zeros((), requires_grad=True)
-            bridged = _CallbackBridge.apply(box, int(answer["graph"]), outs, len(inputs), anchor, *inputs)
-            swap = {id(o): b for o, b in zip(outs, bridged)}
-            result = _rebuild(result, swap)
+            result = wire.bridge(result, inputs, int(answer["graph"]), self.backward)
         return result
 
-
-def _rebuild(value, swap: dict):
-    if isinstance(value, torch.Tensor):
-        return swap.get(id(value), value)
-    if type(value) in (list, tuple):
-        items = [_rebuild(v, swap) for v in value]
-        return items if type(value) is list else tuple(items)
-    if isinstance(value, dict):
-        return {k: _rebuild(v, swap) for k, v in value.items()}
-    return value
-
-
-class _CallbackBridge(torch.autograd.Function):
-    """A call of the judge's function as one node of the student's graph."""
-
-    @staticmethod
-    def forward(ctx, box, graph, outs, n_inputs, anchor, *inputs):
-        ctx.box, ctx.graph, ctx.n = box, graph, n_inputs
-        ctx.shapes = [(o.shape, o.dtype) for o in outs]
-        return tuple(o.detach().clone() for o in outs)
-
-    @staticmethod
-    def backward(ctx, *grads):
-        grads = [g if g is not None else torch.zeros(s, dtype=d) for g, (s, d) in zip(grads, ctx.shapes)]
-        header, buffers = ctx.box.encode(grads)
-        wire.send(ctx.box.sock, {"callback_backward": ctx.graph, "grads": header}, buffers)
-        answer, bufs = wire.recv(ctx.box.sock)
-        got = ctx.box.decode(answer.get("ok"), bufs) if "ok" in answer else [None] * ctx.n
-        return (None, None, None, None, None, *got)
+    def backward(self, graph: int, grads: list) -> list:
+        """The gradients of the arguments of an earlier call, from the judge's own graph."""
+        header, buffers = self.box.encode(grads)
+        wire.send(self.box.sock, {"callback_backward": graph, "grads": header}, buffers)
+        answer, bufs = wire.recv(self.box.sock)
+        return self.box.decode(answer.get("ok"), bufs) if "ok" in answer else None
 
 
 def serve(sock: socket.socket, box: Box) -> None:

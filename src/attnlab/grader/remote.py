@@ -11,7 +11,7 @@ runs unchanged in the judge, and:
   the judge's tensors, which its reference is computed from; the change is reported
   (:class:`ModifiedInput`), since the course's functions never modify their inputs;
 * gradients cross as data too: a result that depends on the judge's tensors (or on the student's
-  parameters) is tied into the judge's autograd graph by :class:`_Bridge`, whose backward asks the
+  parameters) is tied into the judge's autograd graph by :func:`attnlab.grader.wire.bridge`, whose backward asks the
   sandbox for the gradients of that call;
 * the judge's global random state is sent with every call (the student's draws do not change it:
   a test never depends on how many numbers the student drew);
@@ -230,12 +230,8 @@ class Channel:
         return value
 
     def _bridge(self, graph: int, value, inputs):
-        outs = [t for t in wire.tensors_in(value) if t.requires_grad]
         leaves = [t for t in wire.tensors_reachable(inputs, skip=_remote_ids(inputs)) if t.requires_grad]
-        anchor = torch.zeros((), requires_grad=True)  # so that backward reaches the sandbox even with no leaf here
-        bridged = _Bridge.apply(self, graph, outs, len(leaves), anchor, *leaves)
-        swap = {id(o): b for o, b in zip(outs, bridged)}
-        return _rebuild(value, swap)
+        return wire.bridge(value, leaves, graph, self.backward)
 
     def backward(self, graph: int, grads: list) -> list:
         payload, buffers = self.encode(grads)
@@ -262,35 +258,6 @@ def _remote_ids(value, out: set | None = None) -> set:
         for v in value.values():
             _remote_ids(v, out)
     return out
-
-
-def _rebuild(value, swap: dict):
-    if isinstance(value, torch.Tensor):
-        return swap.get(id(value), value)
-    if type(value) in (list, tuple):
-        items = [_rebuild(v, swap) for v in value]
-        return items if type(value) is list else tuple(items)
-    if isinstance(value, dict):
-        return {k: _rebuild(v, swap) for k, v in value.items()}
-    return value
-
-
-class _Bridge(torch.autograd.Function):
-    """The student's call as one node of the judge's autograd graph (gradients come from the sandbox)."""
-
-    @staticmethod
-    def forward(ctx, channel, graph, outs, n_leaves, anchor, *leaves):
-        ctx.channel, ctx.graph, ctx.n_leaves = channel, graph, n_leaves
-        ctx.shapes = [(o.shape, o.dtype) for o in outs]
-        return tuple(o.detach().clone() for o in outs)
-
-    @staticmethod
-    def backward(ctx, *grads):
-        grads = [g if g is not None else torch.zeros(s, dtype=d) for g, (s, d) in zip(grads, ctx.shapes)]
-        leaf_grads = ctx.channel.backward(ctx.graph, grads)
-        if not isinstance(leaf_grads, list) or len(leaf_grads) != ctx.n_leaves:
-            raise StudentError("the backward pass sent back the wrong number of gradients")
-        return (None, None, None, None, None, *leaf_grads)
 
 
 class Remote:

@@ -26,8 +26,8 @@ import struct
 import numpy as np
 import torch
 
-__all__ = ["WireError", "encode", "decode", "send", "recv", "tensors_in", "tensors_reachable", "MAX_MESSAGE",
-           "TORCH_DTYPES"]
+__all__ = ["WireError", "encode", "decode", "send", "recv", "tensors_in", "tensors_reachable", "bridge",
+           "MAX_MESSAGE", "TORCH_DTYPES"]
 
 MAX_MESSAGE = 256 * 1024 * 1024  # bytes of one message (a student's result larger than this is refused)
 MAX_HEADER = 8 * 1024 * 1024
@@ -274,6 +274,47 @@ def tensors_reachable(value, out: list | None = None, *, skip=frozenset()) -> li
         out.extend(value.parameters())
         out.extend(value.buffers())
     return out
+
+
+def _rebuild(value, swap: dict):
+    if isinstance(value, torch.Tensor):
+        return swap.get(id(value), value)
+    if type(value) in (list, tuple):
+        items = [_rebuild(v, swap) for v in value]
+        return items if type(value) is list else tuple(items)
+    if _is_container_dict(value):
+        return {k: _rebuild(v, swap) for k, v in value.items()}
+    return value
+
+
+class _Bridge(torch.autograd.Function):
+    """A call made on the other side, as one node of this side's autograd graph."""
+
+    @staticmethod
+    def forward(ctx, ask, graph, outs, n_inputs, anchor, *inputs):
+        ctx.ask, ctx.graph, ctx.n = ask, graph, n_inputs
+        ctx.shapes = [(o.shape, o.dtype) for o in outs]
+        return tuple(o.detach().clone() for o in outs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        grads = [g if g is not None else torch.zeros(s, dtype=d) for g, (s, d) in zip(grads, ctx.shapes)]
+        got = ctx.ask(ctx.graph, grads)
+        if not isinstance(got, list) or len(got) != ctx.n:
+            raise WireError("the other side sent back the wrong number of gradients")
+        return (None, None, None, None, None, *got)
+
+
+def bridge(value, inputs: list, graph: int, ask):
+    """``value`` (a result that came across, whose tensors requiring grad were computed on the other
+    side from copies of ``inputs``) with those tensors tied into this side's autograd graph: their
+    backward calls ``ask(graph, grads of the outputs)``, which returns the gradients of ``inputs``.
+    (An anchor makes backward reach the other side even when no input here requires grad: the other
+    side's own parameters get their gradients.)"""
+    outs = [t for t in tensors_in(value) if t.requires_grad]
+    anchor = torch.zeros((), requires_grad=True)
+    bridged = _Bridge.apply(ask, graph, outs, len(inputs), anchor, *inputs)
+    return _rebuild(value, {id(o): b for o, b in zip(outs, bridged)})
 
 
 # ---------------------------------------------------------------------------------------------
