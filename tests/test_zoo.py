@@ -70,3 +70,20 @@ def test_scenes_vit_trains_at_the_smoke_budget_and_is_shared(tmp_path):
     assert zoo.scenes_vit_config("cpu")["steps"] > config["steps"]
     with pytest.raises(ValueError):
         zoo.scenes_vit_config("laptop")
+
+
+def test_korean_numbers_rnn_is_chapter_2s_experiment_and_is_shared(tmp_path):
+    from attnlab import seq2seq
+    from attnlab.data import translation as tr
+
+    run = zoo.korean_numbers_rnn("additive", "smoke", directory=tmp_path)
+    src, tgt = tr.korean_tokenizers()
+    budget = seq2seq.korean_numbers_budget("smoke")
+    direct = seq2seq.korean_numbers_experiment(
+        lambda: seq2seq.Seq2Seq(src_vocab=len(src), tgt_vocab=len(tgt), embed_dim=16, dim=budget.dim,
+                                attention="additive"), budget, lr=1e-2)
+    assert run.accuracy == direct.accuracy and run.history.loss == direct.history.loss
+    again = zoo.korean_numbers_rnn("additive", "smoke", directory=tmp_path)
+    for a, b in zip(again.model.state_dict().values(), direct.model.state_dict().values()):
+        torch.testing.assert_close(a, b)
+    assert again.seconds == run.seconds and len(list(tmp_path.iterdir())) == 1

@@ -10,7 +10,9 @@ disagree about "the" ViT, so the pages ask this module for it:
   and the package modules it uses). A prose edit of a page retrains nothing; a change of the code or
   of the configuration gives a new key, and the model is trained again;
 * :func:`scenes_vit`: chapter 4's recipe (section "What makes a small Transformer train"), a ViT
-  with a convolutional tokenizer trained on the ``easy`` scenes, per profile.
+  with a convolutional tokenizer trained on the ``easy`` scenes, per profile;
+* :func:`korean_numbers_rnn`: chapter 2's seq2seq LSTMs (without attention, with Bahdanau's or the
+  dot score) trained on Korean numbers; chapter 3 races its Transformer against the same two.
 
 The cache is a build product (``_build/.attnlab_models`` of the course, or ``ATTNLAB_MODEL_CACHE``);
 deleting it only costs the training again. Two pages executed at once that ask for the same model
@@ -20,6 +22,7 @@ wait for each other (a file lock) instead of training it twice.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -33,12 +36,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import attention, training, transformer, vit
+from . import attention, seq2seq, training, transformer, vit
+from .attention import masked_softmax
 from .data import scenes
+from .data import translation
 from .training import History, accuracy, by_profile, seed_everything, train
 
 __all__ = ["cache_dir", "cache_key", "cached", "SCENES_VIT", "scenes_vit_config", "build_scenes_vit",
-           "train_scenes_vit", "scenes_vit"]
+           "train_scenes_vit", "scenes_vit", "korean_numbers_rnn"]
 
 
 def cache_dir() -> Path:
@@ -170,3 +175,42 @@ def scenes_vit(profile: str, *, directory: Path | None = None) -> tuple[vit.ViT,
     model, record = cached(SCENES_VIT, scenes_vit_config(profile), build_scenes_vit, train_scenes_vit,
                            code=[vit, transformer, attention, training, scenes], directory=directory)
     return model, record, History(**record["fit"])
+
+
+# ------------------------------------------------------------------ chapter 2's LSTMs on Korean numbers
+KOREAN_NUMBERS_RNN = "korean_numbers_rnn"
+
+
+def _build_rnn(config: dict[str, Any]) -> seq2seq.Seq2Seq:
+    src_tok, tgt_tok = translation.korean_tokenizers()
+    return seq2seq.Seq2Seq(src_vocab=len(src_tok), tgt_vocab=len(tgt_tok), embed_dim=config["embed_dim"],
+                           dim=config["budget"]["dim"], attention=config["attention"])
+
+
+def _fit_rnn(model: seq2seq.Seq2Seq, config: dict[str, Any]) -> dict[str, Any]:
+    """Train as :func:`attnlab.seq2seq.korean_numbers_experiment` does (its seeded start, data and test
+    sets), into ``model``; return the history, exact match per number of digits and the seconds."""
+    budget = seq2seq.KoreanNumbersBudget(**config["budget"])
+    run = seq2seq.korean_numbers_experiment(lambda: _build_rnn(config), budget, lr=config["lr"], seed=config["seed"],
+                                            desc=f"attention={config['attention']}")
+    model.load_state_dict(run.model.state_dict())
+    h = run.history
+    return dict(history=dict(step=h.step, loss=h.loss, eval_step=h.eval_step, eval=h.eval),
+                accuracy={str(d): a for d, a in run.accuracy.items()}, seconds=run.seconds)
+
+
+def korean_numbers_rnn(attention: str | None, profile: str, *, directory: Path | None = None) -> seq2seq.TranslationRun:
+    """Chapter 2's seq2seq LSTM (``attention``: ``None``, ``"additive"`` or ``"dot"``) trained on Korean
+    numbers at ``profile`` (learning rate 1e-2, seed 0), trained on the first call, then loaded.
+
+    Returns:
+        a :class:`~attnlab.seq2seq.TranslationRun` (model in eval mode on the CPU; ``seconds`` is the
+        training time of the run that trained it).
+    """
+    budget = seq2seq.korean_numbers_budget(profile)
+    config = dict(attention=attention, budget=dataclasses.asdict(budget), embed_dim=16, lr=1e-2, seed=0)
+    model, record = cached(KOREAN_NUMBERS_RNN, config, _build_rnn, _fit_rnn,
+                           code=[seq2seq, masked_softmax, training, translation], directory=directory)
+    fit = record["fit"]
+    return seq2seq.TranslationRun(model, History(**fit["history"]), {int(d): a for d, a in fit["accuracy"].items()},
+                                  fit["seconds"])

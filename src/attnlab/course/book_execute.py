@@ -103,11 +103,13 @@ def _execute(args: tuple[str, str, int]) -> tuple[str, str | None, float, str | 
     return str(path), nbformat.writes(nb), seconds, None
 
 
-def execute_pages(root: Path, *, jobs: int = 2, timeout: int = 600, log=print) -> dict[str, float]:
-    """Execute the stale pages in ``jobs`` processes and cache them; return seconds per page."""
+def execute_pages(root: Path, *, jobs: int = 2, timeout: int = 600, only: list[str] | None = None,
+                  log=print) -> dict[str, float]:
+    """Execute the stale pages (of ``only``, page names like ``04_vit``, if given) in ``jobs``
+    processes and cache them; return seconds per page."""
     from jupyter_cache.base import CacheBundleIn
 
-    todo = stale_pages(root)
+    todo = [p for p in stale_pages(root) if not only or p.stem in only]
     if not todo:
         log("book_execute: every page is cached")
         return {}
@@ -136,8 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--course", type=Path, default=None, help="course root (default: found from the working directory)")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes (default: one per core)")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    parser.add_argument("pages", nargs="*", help="only these pages, if stale (e.g. 04_vit 06_swin; default: all)")
     args = parser.parse_args(argv)
-    execute_pages(find_course_root(args.course), jobs=args.jobs, timeout=args.timeout)
+    execute_pages(find_course_root(args.course), jobs=args.jobs, timeout=args.timeout, only=args.pages or None)
 
 
 if __name__ == "__main__":
