@@ -165,19 +165,25 @@ class SETR(nn.Module):
         head: ``"pup"`` (progressive upsampling), ``"naive"`` or ``"mla"`` (multi-level feature
             aggregation); channels: C', the decoder's width.
         num_levels: M, the blocks MLA reads (default min(4, depth)); the other heads read the last.
+        encoder: a ViT to use instead of a new one (e.g. chapter 4's trained classifier, as a
+            pre-trained backbone; chapter 6): its sizes replace image_size, patch_size, dim, depth,
+            num_heads and ffn_dim, and its CLS token, if any, is left out of the maps.
     """
 
     def __init__(self, *, num_classes: int, image_size: int, patch_size: int, dim: int = 64, depth: int = 2,
                  num_heads: int = 4, ffn_dim: int | None = None, head: str = "pup", channels: int = 32,
-                 num_levels: int | None = None) -> None:
+                 num_levels: int | None = None, encoder: ViT | None = None) -> None:
         super().__init__()
         heads = {"pup": PUPHead, "naive": NaiveHead, "mla": MLAHead}
         if head not in heads:
             raise ValueError(f"head must be one of {sorted(heads)}, got {head!r}")
         if num_levels is not None and head != "mla":
             raise ValueError(f"num_levels is for the MLA head; the {head!r} head reads the last block")
-        self.encoder = ViT(image_size=image_size, patch_size=patch_size, num_classes=0, dim=dim, depth=depth,
-                           num_heads=num_heads, ffn_dim=ffn_dim, class_token=False)
+        if encoder is None:
+            encoder = ViT(image_size=image_size, patch_size=patch_size, num_classes=0, dim=dim, depth=depth,
+                          num_heads=num_heads, ffn_dim=ffn_dim, class_token=False)
+        self.encoder = encoder
+        dim, depth, patch_size = encoder.pos_embed.shape[-1], len(encoder.blocks), encoder.patch_embed.patch_size
         sizes = dict(dim=dim, channels=channels, num_classes=num_classes, scale=patch_size)
         if head == "mla":
             self.levels = mla_levels(depth, num_levels or min(4, depth))
@@ -189,11 +195,13 @@ class SETR(nn.Module):
     def forward_levels(self, images: torch.Tensor) -> list[torch.Tensor]:
         """images (B, C, Hi, Wi) -> the token maps (B, D, Hp, Wp) of the blocks in ``self.levels``,
         shallowest first; the last block's after the encoder's final LayerNorm (its ``forward_features``)."""
-        x, maps = self.encoder.embed(images), []                                 # (B, N, D), no CLS token
+        x, maps = self.encoder.embed(images), []                                 # (B, T, D), T = N (+ 1: CLS)
+        first = int(self.encoder.cls_token is not None)
         for number, block in enumerate(self.encoder.blocks, start=1):
-            x = block(x)                                                         # (B, N, D)
+            x = block(x)                                                         # (B, T, D)
             if number in self.levels:
                 tokens = self.encoder.norm(x) if number == len(self.encoder.blocks) else x
+                tokens = tokens[:, first:]                                       # (B, N, D): patch tokens
                 maps.append(rearrange(tokens, "b (hp wp) d -> b d hp wp", hp=self.encoder.grid_size))
         return maps                                                              # each (B, D, Hp, Wp)
 

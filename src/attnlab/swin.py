@@ -39,7 +39,7 @@ from torch import nn
 
 from .attention import masked_fill_scores, masked_softmax, zero_fully_masked_rows
 from .transformer import AddNorm, FeedForward, LayerNorm
-from .vit import PatchEmbedding
+from .vit import ConvTokenizer, PatchEmbedding
 
 __all__ = [
     "window_partition",
@@ -351,16 +351,27 @@ class SwinTransformer(nn.Module):
         patch_size: P (4); dim: C of stage 1 (96 for Swin-T); depths, num_heads: per stage
         ((2, 2, 6, 2) and (3, 6, 12, 24) for Swin-T); window_size: M (7); ffn_ratio: F / C (4);
         in_channels: 3; dropout: inside the blocks.
+        tokenizer: ``"linear"`` (the paper's patch partition and linear embedding) or ``"conv"``
+            (chapter 4's :class:`~attnlab.vit.ConvTokenizer`, log2(P) stages of 3 x 3 convolution,
+            ReLU and max-pool, for small data: chapter 6, "Swin against ViT on the scenes").
     """
 
     def __init__(self, *, image_size: int, num_classes: int, patch_size: int = 4, dim: int = 96,
                  depths: tuple[int, ...] = (2, 2, 6, 2), num_heads: tuple[int, ...] = (3, 6, 12, 24),
-                 window_size: int = 7, ffn_ratio: float = 4.0, in_channels: int = 3, dropout: float = 0.0) -> None:
+                 window_size: int = 7, ffn_ratio: float = 4.0, in_channels: int = 3, dropout: float = 0.0,
+                 tokenizer: str = "linear") -> None:
         super().__init__()
         if len(depths) != len(num_heads):
             raise ValueError(f"depths {depths} and num_heads {num_heads} must name the same stages")
-        self.patch_embed = PatchEmbedding(image_size=image_size, patch_size=patch_size, in_channels=in_channels,
-                                          dim=dim)
+        if tokenizer == "linear":
+            self.patch_embed = PatchEmbedding(image_size=image_size, patch_size=patch_size,
+                                              in_channels=in_channels, dim=dim)
+        elif tokenizer == "conv" and patch_size > 1 and 2 ** (patch_size.bit_length() - 1) == patch_size:
+            self.patch_embed = ConvTokenizer(image_size=image_size, in_channels=in_channels, dim=dim,
+                                             layers=patch_size.bit_length() - 1)
+        else:
+            raise ValueError(f"tokenizer must be 'linear' or 'conv' (with P a power of 2), got {tokenizer!r}, "
+                             f"P = {patch_size}")
         self.patch_norm = LayerNorm(dim=dim)
         grid = self.patch_embed.grid_size
         self.stages = nn.ModuleList([

@@ -11,6 +11,7 @@ disagree about "the" ViT, so the pages ask this module for it:
   of the configuration gives a new key, and the model is trained again;
 * :func:`scenes_vit`: chapter 4's recipe (section "What makes a small Transformer train"), a ViT
   with a convolutional tokenizer trained on the ``easy`` scenes, per profile;
+* :func:`scenes_swin`: chapter 6's Swin, with the same tokenizer, trained the same way;
 * :func:`korean_numbers_rnn`: chapter 2's seq2seq LSTMs (without attention, with Bahdanau's or the
   dot score) trained on Korean numbers; chapter 3 races its Transformer against the same two.
 
@@ -36,14 +37,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import attention, seq2seq, training, transformer, vit
+from . import attention, seq2seq, swin, training, transformer, vit
 from .attention import masked_softmax
 from .data import scenes
 from .data import translation
 from .training import History, accuracy, by_profile, seed_everything, train
 
 __all__ = ["cache_dir", "cache_key", "cached", "SCENES_VIT", "scenes_vit_config", "build_scenes_vit",
-           "train_scenes_vit", "scenes_vit", "korean_numbers_rnn"]
+           "train_scenes_vit", "scenes_vit", "korean_numbers_rnn", "SCENES_SWIN", "scenes_swin_config",
+           "build_scenes_swin", "scenes_swin"]
 
 
 def cache_dir() -> Path:
@@ -214,3 +216,32 @@ def korean_numbers_rnn(attention: str | None, profile: str, *, directory: Path |
     fit = record["fit"]
     return seq2seq.TranslationRun(model, History(**fit["history"]), {int(d): a for d, a in fit["accuracy"].items()},
                                   fit["seconds"])
+
+
+# ------------------------------------------------------------------ chapter 6's Swin on the scenes
+SCENES_SWIN = "scenes_swin"
+
+
+def scenes_swin_config(profile: str) -> dict[str, Any]:
+    """Chapter 6's recipe at ``profile``: chapter 4's data, steps, batch and schedule
+    (:func:`scenes_vit_config`) for a Swin with chapter 4's convolutional tokenizer, C = 32, one block
+    in each of two stages, windows of M = 4 (section "Swin against ViT on the scenes")."""
+    model = dict(image_size=32, patch_size=4, tokenizer="conv", dim=32, depths=[1, 1], num_heads=[2, 4],
+                 window_size=4)
+    return {**scenes_vit_config(profile), "model": model}
+
+
+def build_scenes_swin(config: dict[str, Any]) -> swin.SwinTransformer:
+    """The untrained Swin of ``config`` (6 classes), seeded by ``config["seed"]``."""
+    seed_everything(config["seed"])
+    sizes = {**config["model"], "depths": tuple(config["model"]["depths"]),
+             "num_heads": tuple(config["model"]["num_heads"])}
+    return swin.SwinTransformer(num_classes=len(scenes.SHAPES), **sizes)
+
+
+def scenes_swin(profile: str, *, directory: Path | None = None) -> tuple[swin.SwinTransformer, dict[str, Any], History]:
+    """Chapter 6's trained Swin at ``profile``, trained by :func:`train_scenes_vit` as chapter 4's ViT is
+    (on the first call, then loaded). Returns ``(model, record, history)`` as :func:`scenes_vit`."""
+    model, record = cached(SCENES_SWIN, scenes_swin_config(profile), build_scenes_swin, train_scenes_vit,
+                           code=[swin, vit, transformer, attention, training, scenes], directory=directory)
+    return model, record, History(**record["fit"])
