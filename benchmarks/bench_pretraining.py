@@ -29,7 +29,9 @@ from attnlab.vit import ViT
 CONFIGS = {
     "D=32, L=3, 600 x 64": (dict(dim=32, depth=3, steps=600, batch=64), 200),
     "D=64, L=4, 400 x 64": (dict(dim=64, depth=4, steps=400, batch=64), 200),
-    "D=64, L=4, 600 x 128 (the page)": (dict(dim=64, depth=4, steps=600, batch=128), 200),
+    "D=64, L=4, 600 x 128, 200 fine-tuning steps": (dict(dim=64, depth=4, steps=600, batch=128), 200),
+    "D=64, L=4, 600 x 128, 150 fine-tuning steps": (dict(dim=64, depth=4, steps=600, batch=128), 150),
+    "D=64, L=4, 600 x 128, 120 fine-tuning steps (the page)": (dict(dim=64, depth=4, steps=600, batch=128), 120),
 }
 N_LABELLED, SEEDS = 120, 3
 
