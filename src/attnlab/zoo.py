@@ -135,7 +135,7 @@ def scenes_vit_config(profile: str) -> dict[str, Any]:
     model = dict(image_size=32, patch_size=4, tokenizer="conv", dim=48, depth=2, num_heads=2, ffn_dim=96)
     budget = by_profile(profile, smoke=dict(steps=30, batch=32, eval_every=10),
                         cpu=dict(steps=400, batch=64, eval_every=50),
-                        full=dict(steps=3000, batch=256, eval_every=250))
+                        full=dict(steps=3000, batch=256, eval_every=250, max_scenes=100_000))
     return dict(model=model, **budget, lr=3e-3, weight_decay=0.05, warmup=0.1, label_smoothing=0.0,
                 scenes="easy", n_val=500, seed=0)
 
@@ -149,9 +149,10 @@ def build_scenes_vit(config: dict[str, Any]) -> vit.ViT:
 def train_scenes_vit(model: vit.ViT, config: dict[str, Any]) -> dict[str, Any]:
     """Train ``model`` on fresh scenes, ``config["batch"]`` per step, AdamW with warm-up and cosine
     decay; every ``eval_every`` steps, the accuracy on ``n_val`` validation scenes (not the pages'
-    test scenes). Returns the :class:`~attnlab.training.History` as a dict."""
+    test scenes; ``max_scenes``, if given, caps the scenes made, which are then seen again: 3000 x 256
+    new scenes would take 9 GB). Returns the :class:`~attnlab.training.History` as a dict."""
     world = scenes.preset(config["scenes"])
-    n_train = config["steps"] * config["batch"]
+    n_train = min(config["steps"] * config["batch"], config.get("max_scenes") or float("inf"))
     data = scenes.make_scenes(n_train, generator=torch.Generator().manual_seed(config["seed"]), config=world)
     val = scenes.make_scenes(config["n_val"], generator=torch.Generator().manual_seed(config["seed"] + 2),
                              config=world)
