@@ -51,6 +51,8 @@ CONFIGS = {
     "linear P4, 1200 steps, lr 1e-2": dict(steps=1200, lr=1e-2),
     "conv tok, D=48, L=2 (the recipe)": dict(tokenizer="conv", dim=48, ffn=96, depth=2),
     "conv tok, D=48, L=2, 300 steps": dict(tokenizer="conv", dim=48, ffn=96, depth=2, steps=300),
+    "conv tok, D=48, L=2, 600 steps": dict(tokenizer="conv", dim=48, ffn=96, depth=2, steps=600),
+    "conv tok, D=48, L=2, seq pool": dict(tokenizer="conv", dim=48, ffn=96, depth=2, pool="seq"),
     "conv tok, D=48, L=2, smoothing 0.1": dict(tokenizer="conv", dim=48, ffn=96, depth=2, smoothing=0.1),
     "conv tok, D=48, L=2, H=4": dict(tokenizer="conv", dim=48, ffn=96, depth=2, heads=4),
     "conv tok, D=64, L=2, H=4": dict(tokenizer="conv", dim=64, ffn=128, depth=2, heads=4),
@@ -69,6 +71,13 @@ def rollout_ratio(model, images, masks) -> float:
     flow = V.classifier_rollout(model, images)                           # (B, N)
     on_object = V.patchify((masks[:, None] > 0).float(), model.patch_embed.patch_size).amax(-1)
     return float((flow * on_object).sum(-1).mean() / on_object.mean())
+
+
+def rollout_peak_on_object(model, images, masks) -> float:
+    """Share of the images whose brightest rollout patch is one of the object's (the pointing game)."""
+    flow = V.classifier_rollout(model, images)                           # (B, N)
+    on_object = V.patchify((masks[:, None] > 0).float(), model.patch_embed.patch_size).amax(-1)
+    return float(on_object.gather(1, flow.argmax(-1, keepdim=True)).mean())
 
 
 def run(name: str, changes: dict, world, test) -> dict:
@@ -102,8 +111,9 @@ def seed_spread(seeds: list[int], test) -> None:
         start = time.perf_counter()
         zoo.train_scenes_vit(model, config)
         seconds = time.perf_counter() - start
+        x, m = test.images[:500], test.masks[:500]
         print(f"| recipe, seed {seed} | {seconds:.1f} | {accuracy(model, test.images, test.labels):.3f} | "
-              f"{rollout_ratio(model.eval(), test.images[:500], test.masks[:500]):.2f} |", flush=True)
+              f"{rollout_ratio(model.eval(), x, m):.2f} | {rollout_peak_on_object(model, x, m):.2f} |", flush=True)
 
 
 def main(names: list[str]) -> None:
@@ -112,7 +122,8 @@ def main(names: list[str]) -> None:
     world = sc.preset("easy", size=32)
     test = sc.make_scenes(1000, generator=torch.Generator().manual_seed(1), config=world)
     if names[:1] == ["--seeds"]:
-        print("| model | seconds | test accuracy | rollout share / object share |\n|---|---|---|---|")
+        print("| model | seconds | test accuracy | rollout share / object share | brightest patch on the object |\n"
+              "|---|---|---|---|---|")
         return seed_spread([int(n) for n in names[1:]], test)
     print("| config | parameters | steps x batch | seconds | test accuracy | rollout share / object share |")
     print("|---|---|---|---|---|---|")
