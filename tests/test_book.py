@@ -583,8 +583,8 @@ def test_chapters_5_and_6_show_what_their_prose_claims(built_book):
     slopes of global and windowed attention are 2 and 1 and the FLOP ratio at 56 x 56 is the
     formulas' 13.8 (the prose leaves the time slopes out of the claim); on the scenes the Swin names
     the shape at 0.95 or more, with fewer errors than chapter 4's ViT and less memory per step; as
-    backbones, Swin + FPN, its stage 1 alone and SETR-PUP on the ViT all reach about 0.9 mIoU and
-    do not separate (within 0.05)."""
+    backbone for scenes of several shapes, Swin + FPN is ahead of SETR-PUP on the ViT (the prose:
+    about 0.1 mIoU, 0.10-0.13 over three seeds; held at 0.05) and its stage 1 alone does as well."""
     m = recorded_metrics(built_book, "05_detr_setr")
     assert m["ch05/detr_ap50"] >= 0.7 and m["ch05/detr_ap50"] > m["ch05/detr_ap"] + 0.1, m
     assert m["ch05/matcher_batched_ms"] < m["ch05/matcher_loop_ms"], m
@@ -598,5 +598,6 @@ def test_chapters_5_and_6_show_what_their_prose_claims(built_book):
     assert s["ch06/swin_scene_accuracy"] >= 0.95 and s["ch06/vit_scene_accuracy"] >= 0.95, s
     assert s["ch06/swin_scene_errors"] < s["ch06/vit_scene_errors"], s
     assert s["ch06/swin_step_bytes"] < s["ch06/vit_step_bytes"], s
-    seg = [s[f"ch06/seg_{key}_miou"] for key in ("swin", "swin_stage1", "setr")]
-    assert min(seg) >= 0.85 and max(seg) - min(seg) <= 0.05, s
+    swin, stage1, setr = (s[f"ch06/seg_{key}_miou"] for key in ("swin", "swin_stage1", "setr"))
+    assert setr >= 0.5 and swin >= setr + 0.05, s                # about 0.1 ahead (0.10-0.13 over 3 seeds)
+    assert abs(swin - stage1) <= 0.1, s                          # stage 1 alone as good (up to 0.07 either way)
