@@ -225,10 +225,11 @@ SCENES_SWIN = "scenes_swin"
 
 def scenes_swin_config(profile: str) -> dict[str, Any]:
     """Chapter 6's recipe at ``profile``: chapter 4's data, steps, batch and schedule
-    (:func:`scenes_vit_config`) for a Swin with chapter 4's convolutional tokenizer, C = 32, one block
-    in each of two stages, windows of M = 4 (section "Swin against ViT on the scenes")."""
-    model = dict(image_size=32, patch_size=4, tokenizer="conv", dim=32, depths=[1, 1], num_heads=[2, 4],
-                 window_size=4)
+    (:func:`scenes_vit_config`) for a Swin with chapter 4's convolutional tokenizer,
+    C = 32, one block in each of two stages, windows of M = 4 (section "Swin against
+    ViT on the scenes")."""
+    model = dict(image_size=32, patch_size=4, tokenizer="conv", dim=32, depths=[1, 1],
+                 num_heads=[2, 4], window_size=4)
     return {**scenes_vit_config(profile), "model": model}
 
 
