@@ -55,14 +55,14 @@ class FPNHead(nn.Module):
         self.scale = scale
 
     def forward(self, maps: list[torch.Tensor]) -> torch.Tensor:
-        """maps: (B, C_s, H_s, W_s) per level, finest first -> scores (B, Y, H_0 P, W_0 P)."""
-        size = maps[0].shape[-2:]                                     # (H_0, W_0)
+        """maps: (B, C_s, H_s, W_s) per level, finest first -> (B, Y, H_0 P, W_0 P)."""
+        size = maps[0].shape[-2:]                                 # (H_0, W_0)
         x = sum(F.interpolate(lateral(m), size=size, mode="bilinear",
                               align_corners=False)
-                for lateral, m in zip(self.lateral, maps))            # (B, C', H_0, W_0)
-        scores = self.classify(self.refine(self.fuse(x)))             # (B, Y, 2 H_0, 2 W_0)
+                for lateral, m in zip(self.lateral, maps))        # (B, C', H_0, W_0)
+        scores = self.classify(self.refine(self.fuse(x)))         # (B, Y, 2 H_0, 2 W_0)
         return F.interpolate(scores, scale_factor=self.scale // 2, mode="bilinear",
-                             align_corners=False)                     # (B, Y, H_0 P, W_0 P)
+                             align_corners=False)                 # (B, Y, H_0 P, W_0 P)
 
 
 class SwinSegmenter(nn.Module):
