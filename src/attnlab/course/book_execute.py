@@ -75,6 +75,19 @@ def _cache(root: Path):
     return get_cache(str(root / "_build" / ".jupyter_cache"))
 
 
+# Pages started first, in this order: chapter 7 runs longest (its MAE pre-training), and chapter 4
+# trains the ViT that chapters 6 and 8 load from the model cache (``attnlab.zoo``); a page that needs
+# a model another process is training waits for it, and a waiting process leaves its core idle.
+# The other pages follow, largest first.
+FIRST = ("07_self_supervision", "04_vit")
+
+
+def _schedule(pages: list[Path]) -> list[Path]:
+    """``pages`` in the order they are handed to the processes: :data:`FIRST`, then by size."""
+    rank = {name: i for i, name in enumerate(FIRST)}
+    return sorted(pages, key=lambda p: (rank.get(p.stem, len(FIRST)), -p.stat().st_size))
+
+
 def stale_pages(root: Path) -> list[Path]:
     """Pages with code whose current source has no executed copy in the cache."""
     cache, stale = _cache(root), []
@@ -117,7 +130,7 @@ def execute_pages(root: Path, *, jobs: int = 2, timeout: int = 600, only: list[s
     cache, times = _cache(root), {}
     started = time.perf_counter()
     with ProcessPoolExecutor(max_workers=max(1, min(jobs, len(todo)))) as pool:
-        work = [(str(p), str(root), timeout) for p in sorted(todo, key=lambda p: -p.stat().st_size)]
+        work = [(str(p), str(root), timeout) for p in _schedule(todo)]
         for path, executed, seconds, error in pool.map(_execute, work):
             rel = Path(path).relative_to(root)
             times[str(rel)] = seconds
