@@ -9,10 +9,12 @@ or the ones named, of the course found from the working directory (or ``--course
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .notebook import find_course_root, lab_names
@@ -53,8 +55,11 @@ def generate(lab: str, out_dir: Path, *, root: Path) -> Path:
 
 
 def release(labs: list[str] | None = None, *, root: Path) -> list[Path]:
-    """Regenerate ``labs/<lab>/`` for each lab (all by default)."""
-    return [generate(lab, root / "labs", root=root) for lab in (labs or lab_names(root))]
+    """Regenerate ``labs/<lab>/`` for each lab (all by default), one nbgrader process per core at a
+    time (each lab has its own scratch course and its own ``labs/<lab>``); in the order given."""
+    names = labs or lab_names(root)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(names), os.cpu_count() or 1))) as pool:
+        return list(pool.map(lambda lab: generate(lab, root / "labs", root=root), names))
 
 
 def main(argv: list[str] | None = None) -> None:
