@@ -69,14 +69,14 @@ def build(cfg: dict) -> torch.nn.Module:
 def rollout_ratio(model, images, masks) -> float:
     """Share of the classifier's rollout on the object's patches / those patches' share (chapter 4)."""
     flow = V.classifier_rollout(model, images)                           # (B, N)
-    on_object = V.patchify((masks[:, None] > 0).float(), model.patch_embed.patch_size).amax(-1)
+    on_object = V.object_patches(masks, model.patch_embed.patch_size).float()
     return float((flow * on_object).sum(-1).mean() / on_object.mean())
 
 
 def rollout_peak_on_object(model, images, masks) -> float:
     """Share of the images whose brightest rollout patch is one of the object's (the pointing game)."""
     flow = V.classifier_rollout(model, images)                           # (B, N)
-    on_object = V.patchify((masks[:, None] > 0).float(), model.patch_embed.patch_size).amax(-1)
+    on_object = V.object_patches(masks, model.patch_embed.patch_size).float()
     return float(on_object.gather(1, flow.argmax(-1, keepdim=True)).mean())
 
 

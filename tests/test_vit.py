@@ -11,8 +11,6 @@ from torchvision.models import VisionTransformer
 
 from _shared import conv_rounding_bound
 
-from _shared import conv_rounding_bound
-
 from attnlab.vit import (ConvTokenizer, PatchEmbedding, ViT, attention_rollout, classifier_rollout,
                          conv_weight_to_linear, embed_patches,
                          mean_attention_distance, package_state_dict, patch_distances, patchify,
@@ -279,3 +277,37 @@ def test_classifier_rollout_is_the_cls_row_of_the_rollout_or_the_pooled_rows():
         expected = rollout[:, 0, 1:] if class_token else rollout.mean(dim=1)
         expected = expected / expected.sum(-1, keepdim=True)
         torch.testing.assert_close(classifier_rollout(vit, x), expected)
+
+
+def test_make_tokenizer_is_the_one_tokenizer_of_vit_and_swin():
+    from attnlab import vit as V
+    from attnlab.swin import SwinTransformer
+
+    conv = V.make_tokenizer("conv", image_size=32, patch_size=4, dim=8)
+    assert isinstance(conv, V.ConvTokenizer) and (conv.patch_size, conv.grid_size, conv.num_patches) == (4, 8, 64)
+    assert conv(torch.rand(2, 3, 32, 32)).shape == (2, 64, 8)
+    assert isinstance(V.make_tokenizer("linear", image_size=32, patch_size=4, dim=8), V.PatchEmbedding)
+    with pytest.raises(ValueError, match="power of 2"):
+        V.make_tokenizer("conv", image_size=36, patch_size=3, dim=8)
+    with pytest.raises(ValueError, match="'linear' or 'conv'"):
+        V.make_tokenizer("patches", image_size=32, patch_size=4, dim=8)
+    swin = SwinTransformer(image_size=32, num_classes=2, dim=8, depths=(1,), num_heads=(1,), window_size=4,
+                           tokenizer="conv")
+    assert isinstance(swin.patch_embed, V.ConvTokenizer)
+    with pytest.raises(ValueError, match="power of 2"):
+        SwinTransformer(image_size=36, num_classes=2, patch_size=3, dim=8, depths=(1,), num_heads=(1,),
+                        window_size=4, tokenizer="conv")
+
+
+def test_object_patches_are_the_patches_an_object_pixel_falls_in():
+    from attnlab import vit as V
+
+    masks = torch.zeros(2, 8, 8, dtype=torch.long)
+    masks[0, 0, 0] = 3                       # one pixel in patch 0
+    masks[1, 2:6, 2:6] = 1                   # a square over all four 4 x 4 patches
+    got = V.object_patches(masks, 4)
+    assert got.dtype == torch.bool and got.tolist() == [[True, False, False, False], [True] * 4]
+    # the same as the two formulas chapters 4 and 8 used before
+    assert torch.equal(got.float(), patchify((masks[:, None] > 0).float(), 4).amax(-1))
+    pooled = torch.nn.functional.avg_pool2d((masks > 0).float()[:, None], 4).flatten(1)
+    assert torch.equal(got, pooled > 0)

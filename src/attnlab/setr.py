@@ -42,7 +42,7 @@ from torch import nn
 from .data.tokens import IGNORE_INDEX
 from .vit import ViT
 
-__all__ = ["NaiveHead", "PUPHead", "MLAHead", "SETR", "mla_levels", "confusion_matrix", "class_iou", "mean_iou"]
+__all__ = ["NaiveHead", "PUPHead", "MLAHead", "SETR", "mla_levels", "conv_bn_relu", "confusion_matrix", "class_iou", "mean_iou"]
 
 
 class NaiveHead(nn.Module):
@@ -91,7 +91,7 @@ class PUPHead(nn.Module):
         return self.classify(x)                                                  # (B, Y, Hi, Wi)
 
 
-def _conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int) -> nn.Sequential:
+def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int) -> nn.Sequential:
     """A K x K convolution (same size out), batch norm and ReLU: (B, C_in, Hi, Wi) -> (B, C_out, Hi, Wi)."""
     return nn.Sequential(nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
                          nn.BatchNorm2d(out_channels), nn.ReLU())
@@ -121,10 +121,10 @@ class MLAHead(nn.Module):
         super().__init__()
         if channels % 2:
             raise ValueError(f"MLA halves the width of each level: channels must be even, got {channels}")
-        self.project = nn.ModuleList([_conv_bn_relu(dim, channels, 1) for _ in range(num_levels)])
-        self.merge = nn.ModuleList([_conv_bn_relu(channels, channels, 3) for _ in range(num_levels)])
-        self.decode = nn.ModuleList([nn.Sequential(_conv_bn_relu(channels, channels // 2, 3),
-                                                   _conv_bn_relu(channels // 2, channels // 2, 3))
+        self.project = nn.ModuleList([conv_bn_relu(dim, channels, 1) for _ in range(num_levels)])
+        self.merge = nn.ModuleList([conv_bn_relu(channels, channels, 3) for _ in range(num_levels)])
+        self.decode = nn.ModuleList([nn.Sequential(conv_bn_relu(channels, channels // 2, 3),
+                                                   conv_bn_relu(channels // 2, channels // 2, 3))
                                      for _ in range(num_levels)])
         self.classify = nn.Conv2d(num_levels * (channels // 2), num_classes, 1)
         self.scale, self.level_scale = scale, min(4, scale)          # P and s = min(4, P)

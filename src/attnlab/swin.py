@@ -39,7 +39,7 @@ from torch import nn
 
 from .attention import masked_fill_scores, masked_softmax, zero_fully_masked_rows
 from .transformer import AddNorm, FeedForward, LayerNorm
-from .vit import ConvTokenizer, PatchEmbedding
+from .vit import make_tokenizer
 
 __all__ = [
     "window_partition",
@@ -363,15 +363,8 @@ class SwinTransformer(nn.Module):
         super().__init__()
         if len(depths) != len(num_heads):
             raise ValueError(f"depths {depths} and num_heads {num_heads} must name the same stages")
-        if tokenizer == "linear":
-            self.patch_embed = PatchEmbedding(image_size=image_size, patch_size=patch_size,
-                                              in_channels=in_channels, dim=dim)
-        elif tokenizer == "conv" and patch_size > 1 and 2 ** (patch_size.bit_length() - 1) == patch_size:
-            self.patch_embed = ConvTokenizer(image_size=image_size, in_channels=in_channels, dim=dim,
-                                             layers=patch_size.bit_length() - 1)
-        else:
-            raise ValueError(f"tokenizer must be 'linear' or 'conv' (with P a power of 2), got {tokenizer!r}, "
-                             f"P = {patch_size}")
+        self.patch_embed = make_tokenizer(tokenizer, image_size=image_size, patch_size=patch_size,
+                                          in_channels=in_channels, dim=dim)
         self.patch_norm = LayerNorm(dim=dim)
         grid = self.patch_embed.grid_size
         self.stages = nn.ModuleList([

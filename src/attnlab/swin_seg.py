@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from .setr import conv_bn_relu
 from .swin import SwinTransformer
 
 __all__ = ["FPNHead", "SwinSegmenter"]
@@ -46,11 +47,9 @@ class FPNHead(nn.Module):
             raise ValueError(f"the head upsamples by 2, then by scale / 2: scale must be even, got {scale}")
         self.lateral = nn.ModuleList([nn.Sequential(nn.Conv2d(d, channels, 1, bias=False), nn.BatchNorm2d(channels))
                                       for d in dims])
-        self.fuse = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(channels), nn.ReLU())
+        self.fuse = nn.Sequential(nn.ReLU(), conv_bn_relu(channels, channels, 3))
         self.refine = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                                    nn.Conv2d(channels, channels, 3, padding=1, bias=False),
-                                    nn.BatchNorm2d(channels), nn.ReLU())
+                                    conv_bn_relu(channels, channels, 3))
         self.classify = nn.Conv2d(channels, num_classes, 1)
         self.scale = scale
 

@@ -45,10 +45,9 @@ from torch import nn
 from .transformer import EncoderLayer, LayerNorm
 
 __all__ = ["patchify", "unpatchify", "conv_weight_to_linear", "embed_patches", "PatchEmbedding",
-           "sincos_2d_positions", "ConvTokenizer", "POOLS", "ViT", "torchvision_state_dict", "package_state_dict",
-           "vit_to_torchvision",
-           "vit_from_torchvision", "attention_rollout", "classifier_rollout", "patch_distances",
-           "mean_attention_distance"]
+           "sincos_2d_positions", "ConvTokenizer", "make_tokenizer", "POOLS", "ViT", "torchvision_state_dict",
+           "package_state_dict", "vit_to_torchvision", "vit_from_torchvision", "attention_rollout",
+           "object_patches", "classifier_rollout", "patch_distances", "mean_attention_distance"]
 
 
 def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -154,6 +153,21 @@ class ConvTokenizer(nn.Module):
         return rearrange(self.stages(images), "b d hp wp -> b (hp wp) d")    # (B, D, Hp, Wp) -> (B, N, D)
 
 
+def make_tokenizer(kind: str, *, image_size: int, patch_size: int, in_channels: int = 3,
+                   dim: int) -> PatchEmbedding | ConvTokenizer:
+    """The image's tokenizer: ``"linear"`` (the paper's patches, :class:`PatchEmbedding`) or ``"conv"``
+    (:class:`ConvTokenizer` with log2(P) stages, P a power of 2); both give (B, N, D) with the same
+    ``patch_size``, ``grid_size`` and ``num_patches``. The ViT and chapter 6's Swin build theirs here."""
+    if kind == "linear":
+        return PatchEmbedding(image_size=image_size, patch_size=patch_size, in_channels=in_channels, dim=dim)
+    if kind != "conv":
+        raise ValueError(f"tokenizer must be 'linear' or 'conv', got {kind!r}")
+    layers = patch_size.bit_length() - 1
+    if patch_size < 2 or 2 ** layers != patch_size:
+        raise ValueError(f"the conv tokenizer's patch_size must be a power of 2, got {patch_size}")
+    return ConvTokenizer(image_size=image_size, in_channels=in_channels, dim=dim, layers=layers)
+
+
 POOLS = ("cls", "mean", "seq")
 
 
@@ -204,16 +218,8 @@ class ViT(nn.Module):
         pool = pool or ("cls" if class_token else "mean")
         if pool not in POOLS or (pool == "cls" and not class_token):
             raise ValueError(f"pool must be one of {POOLS} ('cls' needs class_token=True), got {pool!r}")
-        if tokenizer == "linear":
-            self.patch_embed = PatchEmbedding(image_size=image_size, patch_size=patch_size, in_channels=in_channels,
-                                              dim=dim)
-        elif tokenizer == "conv":
-            layers = patch_size.bit_length() - 1
-            if 2 ** layers != patch_size:
-                raise ValueError(f"the conv tokenizer's patch_size must be a power of 2, got {patch_size}")
-            self.patch_embed = ConvTokenizer(image_size=image_size, in_channels=in_channels, dim=dim, layers=layers)
-        else:
-            raise ValueError(f"tokenizer must be 'linear' or 'conv', got {tokenizer!r}")
+        self.patch_embed = make_tokenizer(tokenizer, image_size=image_size, patch_size=patch_size,
+                                          in_channels=in_channels, dim=dim)
         self.pool_mode = pool
         n_tokens = self.patch_embed.num_patches + int(class_token)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim)) if class_token else None
@@ -406,6 +412,12 @@ def attention_rollout(weights: Sequence[torch.Tensor], *, residual: float = 0.5)
         a = a / a.sum(dim=-1, keepdim=True)
         rollout = a @ rollout                                                # this layer after the earlier ones
     return rollout
+
+
+def object_patches(masks: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(B, Hi, Wi) masks (0 = background) -> (B, N) bool: the patches holding at least one object
+    pixel, row-major as the ViT's tokens (chapters 4 and 8 measure the rollout's share on them)."""
+    return F.max_pool2d((masks[:, None] > 0).float(), patch_size).flatten(1) > 0
 
 
 @torch.no_grad()
