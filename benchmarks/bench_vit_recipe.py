@@ -1,7 +1,9 @@
 """What makes chapter 4's small ViT train on one CPU thread: accuracy per CPU-second of recipes.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_vit_recipe.py [names...]``, or
-``... bench_vit_recipe.py --seeds 0 1 2`` for the spread of chapter 4's recipe (``attnlab.zoo``) over seeds.
+``... bench_vit_recipe.py --seeds 0 1 2`` for the spread of chapter 4's recipe (``attnlab.zoo``) over seeds;
+``--small-objects`` trains and tests on chapter 4's second world (``zoo.SMALL_OBJECTS``: shapes of 30
+to 60 % of the side) instead.
 
 Every configuration trains on the page's data (the ``easy`` 32 x 32 scenes, 6 classes, fresh
 scenes every step), on one thread, and is scored on the same 1,000 test scenes: test accuracy,
@@ -66,20 +68,6 @@ def build(cfg: dict) -> torch.nn.Module:
                  pool=cfg["pool"])
 
 
-def rollout_ratio(model, images, masks) -> float:
-    """Share of the classifier's rollout on the object's patches / those patches' share (chapter 4)."""
-    flow = V.classifier_rollout(model, images)                           # (B, N)
-    on_object = V.object_patches(masks, model.patch_embed.patch_size).float()
-    return float((flow * on_object).sum(-1).mean() / on_object.mean())
-
-
-def rollout_peak_on_object(model, images, masks) -> float:
-    """Share of the images whose brightest rollout patch is one of the object's (the pointing game)."""
-    flow = V.classifier_rollout(model, images)                           # (B, N)
-    on_object = V.object_patches(masks, model.patch_embed.patch_size).float()
-    return float(on_object.gather(1, flow.argmax(-1, keepdim=True)).mean())
-
-
 def run(name: str, changes: dict, world, test) -> dict:
     cfg = {**BASE, **changes}
     seed_everything(0)
@@ -94,37 +82,43 @@ def run(name: str, changes: dict, world, test) -> dict:
     seconds = time.perf_counter() - start
     acc = accuracy(model, test.images, test.labels)
     row = dict(config=name, params=count_parameters(model), steps=cfg["steps"], batch=cfg["batch"], seconds=seconds,
-               accuracy=acc, rollout=rollout_ratio(model, test.images[:500], test.masks[:500]),
+               accuracy=acc, rollout=V.rollout_on_object(model, test.images[:500], test.masks[:500])["ratio"],
                loss=history.loss[-1])
     print(f"| {row['config']} | {row['params']:,} | {row['steps']} x {row['batch']} | {seconds:.1f} | {acc:.3f} | "
           f"{row['rollout']:.2f} |", flush=True)
     return row
 
 
-def seed_spread(seeds: list[int], test) -> None:
-    """Chapter 4's recipe (attnlab.zoo, cpu profile) trained from each seed: seconds, accuracy, rollout ratio."""
+def seed_spread(seeds: list[int], test, world) -> None:
+    """Chapter 4's recipe (attnlab.zoo, cpu profile) on ``world`` trained from each seed: seconds,
+    accuracy, rollout ratio, pointing game."""
     from attnlab import zoo
 
     for seed in seeds:
-        config = {**zoo.scenes_vit_config("cpu"), "seed": seed}
+        config = {**zoo.scenes_vit_config("cpu", world), "seed": seed}
         model = zoo.build_scenes_vit(config)
         start = time.perf_counter()
         zoo.train_scenes_vit(model, config)
         seconds = time.perf_counter() - start
-        x, m = test.images[:500], test.masks[:500]
+        on_object = V.rollout_on_object(model.eval(), test.images[:500], test.masks[:500])
         print(f"| recipe, seed {seed} | {seconds:.1f} | {accuracy(model, test.images, test.labels):.3f} | "
-              f"{rollout_ratio(model.eval(), x, m):.2f} | {rollout_peak_on_object(model, x, m):.2f} |", flush=True)
+              f"{on_object['ratio']:.2f} | {on_object['peak']:.2f} |", flush=True)
 
 
 def main(names: list[str]) -> None:
     os.environ.setdefault("ATTNLAB_PROGRESS", "off")
     torch.set_num_threads(1)
-    world = sc.preset("easy", size=32)
+    from attnlab import zoo
+
+    small = "--small-objects" in names                       # chapter 4's second world (zoo.SMALL_OBJECTS)
+    names = [n for n in names if n != "--small-objects"]
+    spec = zoo.SMALL_OBJECTS if small else "easy"
+    world = zoo.scenes_world(spec)
     test = sc.make_scenes(1000, generator=torch.Generator().manual_seed(1), config=world)
     if names[:1] == ["--seeds"]:
         print("| model | seconds | test accuracy | rollout share / object share | brightest patch on the object |\n"
               "|---|---|---|---|---|")
-        return seed_spread([int(n) for n in names[1:]], test)
+        return seed_spread([int(n) for n in names[1:]], test, spec)
     print("| config | parameters | steps x batch | seconds | test accuracy | rollout share / object share |")
     print("|---|---|---|---|---|---|")
     for name in names or CONFIGS:

@@ -311,3 +311,24 @@ def test_object_patches_are_the_patches_an_object_pixel_falls_in():
     assert torch.equal(got.float(), patchify((masks[:, None] > 0).float(), 4).amax(-1))
     pooled = torch.nn.functional.avg_pool2d((masks > 0).float()[:, None], 4).flatten(1)
     assert torch.equal(got, pooled > 0)
+
+
+def test_rollout_on_object_measures_the_classifiers_rollout_on_the_objects_patches():
+    from attnlab import vit as V
+
+    torch.manual_seed(0)
+    vit = ViT(image_size=16, patch_size=4, num_classes=3, dim=16, depth=2, num_heads=2).eval()
+    x = torch.randn(3, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    masks = torch.zeros(3, 16, 16, dtype=torch.long)
+    masks[0, :4, :4] = 1                     # patch 0
+    masks[1, 4:12, 4:12] = 2                 # patches 5, 6, 9, 10
+    masks[2] = 3                             # every patch
+    flow = classifier_rollout(vit, x)
+    on = V.object_patches(masks, 4).float()
+    got = V.rollout_on_object(vit, x, masks)
+    assert got["area"] == pytest.approx((1 / 16 + 4 / 16 + 1) / 3)
+    assert got["share"] == pytest.approx(float((flow * on).sum(-1).mean()))
+    assert got["ratio"] == pytest.approx(got["share"] / got["area"])
+    brightest = flow.argmax(-1)
+    expected_peak = (float(brightest[0] == 0) + float(int(brightest[1]) in (5, 6, 9, 10)) + 1) / 3
+    assert got["peak"] == pytest.approx(expected_peak)

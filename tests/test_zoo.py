@@ -72,6 +72,27 @@ def test_scenes_vit_trains_at_the_smoke_budget_and_is_shared(tmp_path):
         zoo.scenes_vit_config("laptop")
 
 
+def test_scenes_world_reads_a_preset_or_a_preset_with_changes(tmp_path):
+    from attnlab.data import scenes as sc
+
+    assert zoo.scenes_world("easy") == sc.preset("easy")
+    small = zoo.scenes_world(zoo.SMALL_OBJECTS)
+    assert small == sc.preset("easy", scale=(0.3, 0.6))
+    assert zoo.scenes_world(json.loads(json.dumps(zoo.SMALL_OBJECTS))) == small     # as the cache's record has it
+    assert zoo.scenes_vit_config("cpu", zoo.SMALL_OBJECTS)["scenes"] == zoo.SMALL_OBJECTS
+    assert zoo.scenes_vit_config("cpu")["scenes"] == "easy"
+    g = torch.Generator().manual_seed(0)
+    large = sc.make_scenes(200, generator=g, config=sc.preset("easy")).masks.gt(0).float().mean()
+    smaller = sc.make_scenes(200, generator=g, config=small).masks.gt(0).float().mean()
+    assert smaller < 0.6 * large
+    with pytest.raises(ValueError, match="unknown preset"):
+        zoo.scenes_world({"preset": "tiny"})
+    _, first, _ = zoo.scenes_vit("smoke", world=zoo.SMALL_OBJECTS, directory=tmp_path)
+    _, other, _ = zoo.scenes_vit("smoke", directory=tmp_path)
+    assert first["key"] != other["key"] and not other["from_cache"]
+    assert zoo.scenes_vit("smoke", world=zoo.SMALL_OBJECTS, directory=tmp_path)[1]["from_cache"]
+
+
 def test_korean_numbers_rnn_is_chapter_2s_experiment_and_is_shared(tmp_path):
     from attnlab import seq2seq
     from attnlab.data import translation as tr

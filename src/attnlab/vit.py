@@ -47,7 +47,7 @@ from .transformer import EncoderLayer, LayerNorm
 __all__ = ["patchify", "unpatchify", "conv_weight_to_linear", "embed_patches", "PatchEmbedding",
            "sincos_2d_positions", "ConvTokenizer", "make_tokenizer", "POOLS", "ViT", "torchvision_state_dict",
            "package_state_dict", "vit_to_torchvision", "vit_from_torchvision", "attention_rollout",
-           "object_patches", "classifier_rollout", "patch_distances", "mean_attention_distance"]
+           "object_patches", "classifier_rollout", "rollout_on_object", "patch_distances", "mean_attention_distance"]
 
 
 def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
@@ -437,6 +437,23 @@ def classifier_rollout(model: ViT, images: torch.Tensor, *, residual: float = 0.
     flow = torch.einsum("bt,bts->bs", weights, attention_rollout(maps, residual=residual))   # (B, T)
     flow = flow[:, int(model.cls_token is not None):]                        # (B, N): the patches only
     return flow / flow.sum(dim=-1, keepdim=True)
+
+
+@torch.no_grad()
+def rollout_on_object(model: ViT, images: torch.Tensor, masks: torch.Tensor) -> dict[str, float]:
+    """Does the classifier's rollout (:func:`classifier_rollout`) follow the object? (chapter 4)
+
+    Returns:
+        ``share``: the mean mass of the maps on the object's patches (:func:`object_patches`);
+        ``area``: those patches' mean share of the image, what a map spread evenly would put there;
+        ``ratio``: share / area; ``peak``: the fraction of the images whose brightest patch is one
+        of the object's (the "pointing game" of saliency studies; a random patch scores ``area``).
+    """
+    flow = classifier_rollout(model, images)                                 # (B, N)
+    on_object = object_patches(masks, model.patch_embed.patch_size).float()  # (B, N)
+    share, area = float((flow * on_object).sum(-1).mean()), float(on_object.mean())
+    peak = float(on_object.gather(1, flow.argmax(-1, keepdim=True)).mean())
+    return dict(share=share, area=area, ratio=share / area, peak=peak)
 
 
 def patch_distances(grid_size: int, patch_size: int) -> torch.Tensor:

@@ -10,7 +10,8 @@ disagree about "the" ViT, so the pages ask this module for it:
   and the package modules it uses). A prose edit of a page retrains nothing; a change of the code or
   of the configuration gives a new key, and the model is trained again;
 * :func:`scenes_vit`: chapter 4's recipe (section "What makes a small Transformer train"), a ViT
-  with a convolutional tokenizer trained on the ``easy`` scenes, per profile;
+  with a convolutional tokenizer trained on the ``easy`` scenes, per profile (or on other scenes,
+  e.g. :data:`SMALL_OBJECTS`, where chapter 4 measures its rollout a second time);
 * :func:`scenes_swin`: chapter 6's Swin, with the same tokenizer, trained the same way;
 * :func:`korean_numbers_rnn`: chapter 2's seq2seq LSTMs (without attention, with Bahdanau's or the
   dot score) trained on Korean numbers; chapter 3 races its Transformer against the same two.
@@ -44,7 +45,7 @@ from .data import translation
 from .training import History, accuracy, by_profile, seed_everything, train
 
 __all__ = ["cache_dir", "cache_key", "cached", "SCENES_VIT", "scenes_vit_config", "build_scenes_vit",
-           "train_scenes_vit", "scenes_vit", "korean_numbers_rnn", "SCENES_SWIN", "scenes_swin_config",
+           "train_scenes_vit", "scenes_vit", "SMALL_OBJECTS", "scenes_world", "korean_numbers_rnn", "SCENES_SWIN", "scenes_swin_config",
            "build_scenes_swin", "scenes_swin"]
 
 
@@ -130,14 +131,28 @@ def cached(name: str, config: dict[str, Any], build: Callable[[dict], nn.Module]
 SCENES_VIT = "scenes_vit"
 
 
-def scenes_vit_config(profile: str) -> dict[str, Any]:
-    """Chapter 4's recipe at ``profile``: the model's sizes and its training (see :func:`train_scenes_vit`)."""
+# chapter 4's second world: one shape of 30 to 60 % of the image's side instead of 50 to 90 %
+SMALL_OBJECTS = {"preset": "easy", "scale": (0.3, 0.6)}
+
+
+def scenes_world(spec: str | dict[str, Any]) -> scenes.SceneConfig:
+    """The scenes a recipe trains on: a preset's name, or ``{"preset": name, **changes}`` (e.g.
+    :data:`SMALL_OBJECTS`; lists, as a configuration read back from JSON has them, become tuples)."""
+    if isinstance(spec, str):
+        return scenes.preset(spec)
+    changes = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items() if k != "preset"}
+    return scenes.preset(spec["preset"], **changes)
+
+
+def scenes_vit_config(profile: str, world: str | dict[str, Any] = "easy") -> dict[str, Any]:
+    """Chapter 4's recipe at ``profile``: the model's sizes and its training (see :func:`train_scenes_vit`),
+    on the scenes ``world`` (see :func:`scenes_world`)."""
     model = dict(image_size=32, patch_size=4, tokenizer="conv", dim=48, depth=2, num_heads=2, ffn_dim=96)
     budget = by_profile(profile, smoke=dict(steps=30, batch=32, eval_every=10),
                         cpu=dict(steps=400, batch=64, eval_every=50),
                         full=dict(steps=3000, batch=256, eval_every=250, max_scenes=100_000))
     return dict(model=model, **budget, lr=3e-3, weight_decay=0.05, warmup=0.1, label_smoothing=0.0,
-                scenes="easy", n_val=500, seed=0)
+                scenes=world, n_val=500, seed=0)
 
 
 def build_scenes_vit(config: dict[str, Any]) -> vit.ViT:
@@ -151,7 +166,7 @@ def train_scenes_vit(model: vit.ViT, config: dict[str, Any]) -> dict[str, Any]:
     decay; every ``eval_every`` steps, the accuracy on ``n_val`` validation scenes (not the pages'
     test scenes; ``max_scenes``, if given, caps the scenes made, which are then seen again: 3000 x 256
     new scenes would take 9 GB). Returns the :class:`~attnlab.training.History` as a dict."""
-    world = scenes.preset(config["scenes"])
+    world = scenes_world(config["scenes"])
     n_train = min(config["steps"] * config["batch"], config.get("max_scenes") or float("inf"))
     data = scenes.make_scenes(n_train, generator=torch.Generator().manual_seed(config["seed"]), config=world)
     val = scenes.make_scenes(config["n_val"], generator=torch.Generator().manual_seed(config["seed"] + 2),
@@ -168,14 +183,15 @@ def train_scenes_vit(model: vit.ViT, config: dict[str, Any]) -> dict[str, Any]:
     return dict(step=history.step, loss=history.loss, eval_step=history.eval_step, eval=history.eval)
 
 
-def scenes_vit(profile: str, *, directory: Path | None = None) -> tuple[vit.ViT, dict[str, Any], History]:
-    """Chapter 4's trained ViT at ``profile`` (trained on the first call, then loaded).
+def scenes_vit(profile: str, *, world: str | dict[str, Any] = "easy",
+               directory: Path | None = None) -> tuple[vit.ViT, dict[str, Any], History]:
+    """Chapter 4's trained ViT at ``profile`` on ``world`` (trained on the first call, then loaded).
 
     Returns:
         ``(model, record, history)``: the model in eval mode, :func:`cached`'s record, and the
         training's :class:`~attnlab.training.History` (loss per step, validation accuracy).
     """
-    model, record = cached(SCENES_VIT, scenes_vit_config(profile), build_scenes_vit, train_scenes_vit,
+    model, record = cached(SCENES_VIT, scenes_vit_config(profile, world), build_scenes_vit, train_scenes_vit,
                            code=[vit, transformer, attention, training, scenes], directory=directory)
     return model, record, History(**record["fit"])
 
