@@ -1,6 +1,7 @@
 """What makes chapter 6's small Swin train on one CPU thread, against chapter 4's ViT recipe.
 
 Run: ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_swin_recipe.py [names...]`` (default: all),
+``--small-objects`` for the same rows on chapter 4's scenes of smaller shapes (``zoo.SMALL_OBJECTS``),
 or ``... bench_swin_recipe.py --segmentation 0 1 2`` for the page's segmentation experiment with
 those seeds (chapter 6's section "Swin as a backbone"; the trained backbones come from the model
 cache, ``attnlab.zoo``).
@@ -52,9 +53,11 @@ CONFIGS = {
 
 def main(names: list[str]) -> None:
     torch.set_num_threads(1)
-    test = sc.make_scenes(3000, generator=torch.Generator().manual_seed(1), config=sc.preset("easy", size=32))
+    world = zoo.SMALL_OBJECTS if "--small-objects" in names else "easy"     # chapter 4's two kinds of scenes
+    names = [n for n in names if n != "--small-objects"]
+    test = sc.make_scenes(3000, generator=torch.Generator().manual_seed(1), config=zoo.scenes_world(world))
     for name in names or list(CONFIGS):
-        config = zoo.scenes_vit_config("cpu")
+        config = zoo.scenes_vit_config("cpu", world)
         if CONFIGS[name] is None:
             model = zoo.build_scenes_vit(config)
         else:
