@@ -44,9 +44,9 @@ from .data import scenes
 from .data import translation
 from .training import History, accuracy, by_profile, seed_everything, train
 
-__all__ = ["cache_dir", "cache_key", "cached", "SCENES_VIT", "scenes_vit_config", "build_scenes_vit",
-           "train_scenes_vit", "scenes_vit", "SMALL_OBJECTS", "scenes_world", "korean_numbers_rnn", "SCENES_SWIN", "scenes_swin_config",
-           "build_scenes_swin", "scenes_swin"]
+__all__ = ["cache_dir", "cache_key", "cached", "SCENES_VIT", "SMALL_OBJECTS", "scenes_world", "scenes_vit_config",
+           "build_scenes_vit", "train_scenes_vit", "scenes_vit", "korean_numbers_rnn", "SCENES_SWIN",
+           "scenes_swin_config", "build_scenes_swin", "scenes_swin"]
 
 
 def cache_dir() -> Path:
